@@ -1,0 +1,132 @@
+"""SAM-CFFNet: a frozen SAM image encoder with the trainable CFFD decoder (Xi et al., Remote Sensing 2024).
+
+:class:`SAMSegmenter` is the frozen-SAM-encoder + swappable-decoder model; SAM-CFFNet and the paper's decoder
+ablations are all instances of it with a different decoder. A decoder takes the encoder's feature list and the
+encoder-size image and returns logits at any resolution; the segmenter resizes them to the input tile.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import LandslideModel
+from .decoders.cffd import CFFD
+from .encoders.sam import SAMEncoder
+from .registry import register_model
+
+__all__ = ['SAMCFFNet', 'SAMSegmenter']
+
+
+class SAMSegmenter(LandslideModel):
+    """A frozen :class:`SAMEncoder` followed by a trainable decoder.
+
+    Args:
+        encoder: the SAM encoder (frozen).
+        decoder: a module called as ``decoder(features, image)`` with the encoder's feature maps
+            (each B x C x S/16 x S/16) and the 3-band encoder-size image (B x 3 x S x S), returning B x 1 x h x w logits.
+
+    Shapes: B x in_channels x H x W -> B x 1 x H x W logits.
+    """
+
+    def __init__(self, encoder: SAMEncoder, decoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+
+    @property
+    def in_channels(self) -> int:
+        """Bands the model takes."""
+        return self.encoder.in_channels
+
+    def forward(self, image: Tensor) -> Tensor:
+        """Landslide logits.
+
+        Args:
+            image: B x in_channels x H x W floats (reference convention: 3 bands in [0, 1]).
+
+        Returns:
+            B x 1 x H x W logits (no sigmoid).
+        """
+        out = self.encoder(image)
+        logits = self.decoder(out.features, out.image)
+        if logits.shape[-2:] != image.shape[-2:]:
+            logits = F.interpolate(logits, size=image.shape[-2:], mode='bilinear', align_corners=False)
+        return logits
+
+    def external_state_keys(self) -> list[str]:
+        """The frozen ViT's weights when they come from a SAM checkpoint file (random ones must be saved)."""
+        if self.encoder.checkpoint_path is None:
+            return []
+        return [f'encoder.vit.{k}' for k in self.encoder.vit.state_dict()]
+
+
+@register_model('sam_cffnet')
+class SAMCFFNet(SAMSegmenter):
+    """SAM-CFFNet with reference defaults (ViT-L, input resized to 1024, no SAM normalization, shared CFFD).
+
+    Args:
+        encoder: SAM size: ``'vit_b'``, ``'vit_l'`` (reference), ``'vit_h'`` or ``'vit_tiny'`` (tests).
+        sam_checkpoint: official SAM checkpoint (``sam_vit_l_0b3195.pth``) or any checkpoint holding the encoder;
+            ``None`` leaves the encoder random (only sensible for tests and the demo).
+        encoder_input_size: side of the encoder input (reference 1024); ``None`` = the tile's own size, with the
+            position embedding interpolated.
+        sam_normalize: apply SAM's pixel mean/std to the [0, 1] input (reference: off).
+        in_channels: input bands.
+        band_adapter: ``'select'`` three bands or ``'project'`` with a trainable 1x1 conv (see ``BandAdapter``).
+        band_indices: the bands used as R, G, B.
+        shared: CFFD weight sharing (reference: True, 4,258,723 trainable parameters with ViT-L; False: 15,068,167).
+        decoder_channels: CFFD width (reference 256).
+
+    Example:
+        >>> model = SAMCFFNet.from_reference_checkpoint('checkpoints/BJL_best.pth.tar')  # doctest: +SKIP
+        >>> logits = model(tile)  # B x 3 x 256 x 256 in [0, 1] -> B x 1 x 256 x 256
+    """
+
+    def __init__(
+        self,
+        encoder: str = 'vit_l',
+        sam_checkpoint: str | os.PathLike[str] | None = None,
+        encoder_input_size: int | None = 1024,
+        sam_normalize: bool = False,
+        in_channels: int = 3,
+        band_adapter: Literal['select', 'project'] = 'select',
+        band_indices: Sequence[int] | None = None,
+        shared: bool = True,
+        decoder_channels: int = 256,
+    ) -> None:
+        enc = SAMEncoder(
+            variant=encoder,
+            checkpoint=sam_checkpoint,
+            input_size=encoder_input_size,
+            sam_normalize=sam_normalize,
+            in_channels=in_channels,
+            band_adapter=band_adapter,
+            band_indices=band_indices,
+        )
+        super().__init__(enc, CFFD(enc.embed_dim, decoder_channels, 64, shared))
+
+    @classmethod
+    def from_reference_checkpoint(cls, path: str | os.PathLike[str], **kwargs: Any) -> SAMCFFNet:
+        """Load one of the authors' released checkpoints (``{BJL,L4S,GVLM}_best.pth.tar``).
+
+        The file holds ``{'epoch', 'state_dict', 'optimizer'}`` with the whole model (SAM ViT-L encoder and the
+        decoder, shared modules repeated under ``.0``-``.3``); it is read with ``weights_only=True``.
+
+        Args:
+            path: the ``.pth.tar`` file.
+            **kwargs: overrides of the reference configuration (e.g. ``shared=False``).
+
+        Returns:
+            The model in eval mode. Its forward takes B x 3 x H x W floats in [0, 1] and returns logits
+            B x 1 x H x W (reference: 256 x 256 tiles).
+        """
+        from .reference import load_reference_checkpoint
+
+        model = cls(**{'encoder': 'vit_l', **kwargs})
+        load_reference_checkpoint(model, path)
+        return model.eval()
