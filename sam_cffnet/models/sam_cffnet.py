@@ -19,7 +19,7 @@ from .decoders.cffd import CFFD
 from .encoders.sam import SAMEncoder
 from .registry import register_model
 
-__all__ = ['SAMCFFNet', 'SAMSegmenter']
+__all__ = ['SAMCFFNet', 'SAMSegmenter', 'build_sam_encoder']
 
 
 class SAMSegmenter(LandslideModel):
@@ -65,6 +65,31 @@ class SAMSegmenter(LandslideModel):
         return [f'encoder.vit.{k}' for k in self.encoder.vit.state_dict()]
 
 
+def build_sam_encoder(
+    encoder: str = 'vit_l',
+    sam_checkpoint: str | os.PathLike[str] | None = None,
+    encoder_input_size: int | None = 1024,
+    sam_normalize: bool = False,
+    in_channels: int = 3,
+    band_adapter: Literal['select', 'project'] = 'select',
+    band_indices: Sequence[int] | None = None,
+) -> SAMEncoder:
+    """The frozen SAM encoder from the model-level arguments shared by SAM-CFFNet and its decoder ablations.
+
+    The arguments are those of :class:`SAMCFFNet` (``encoder`` -> ``SAMEncoder.variant``, ``sam_checkpoint`` ->
+    ``checkpoint``, ``encoder_input_size`` -> ``input_size``; the others keep their names).
+    """
+    return SAMEncoder(
+        variant=encoder,
+        checkpoint=sam_checkpoint,
+        input_size=encoder_input_size,
+        sam_normalize=sam_normalize,
+        in_channels=in_channels,
+        band_adapter=band_adapter,
+        band_indices=band_indices,
+    )
+
+
 @register_model('sam_cffnet')
 class SAMCFFNet(SAMSegmenter):
     """SAM-CFFNet with reference defaults (ViT-L, input resized to 1024, no SAM normalization, shared CFFD).
@@ -99,14 +124,8 @@ class SAMCFFNet(SAMSegmenter):
         shared: bool = True,
         decoder_channels: int = 256,
     ) -> None:
-        enc = SAMEncoder(
-            variant=encoder,
-            checkpoint=sam_checkpoint,
-            input_size=encoder_input_size,
-            sam_normalize=sam_normalize,
-            in_channels=in_channels,
-            band_adapter=band_adapter,
-            band_indices=band_indices,
+        enc = build_sam_encoder(
+            encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices
         )
         super().__init__(enc, CFFD(enc.embed_dim, decoder_channels, 64, shared))
 
