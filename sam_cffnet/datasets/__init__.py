@@ -1,0 +1,24 @@
+"""torchgeo-style datasets for landslide segmentation (no dependency on the models).
+
+Samples are dicts: ``image`` float32 ``(C, H, W)`` with raw (un-normalized) values, ``mask`` int64 ``(H, W)`` in
+{0, 1} when the split has labels, and optionally ``dem`` float32 ``(K, H, W)``.
+"""
+
+from .bijie import Bijie
+from .demo import make_demo_bijie
+from .gvlm import GVLM
+from .landslide4sense import Landslide4Sense
+from .reference_tiles import ReferenceTiles
+from .utils import DatasetLayoutError, LayoutNotFoundError, tile_starts, tile_windows
+
+__all__ = [
+    'GVLM',
+    'Bijie',
+    'DatasetLayoutError',
+    'Landslide4Sense',
+    'LayoutNotFoundError',
+    'ReferenceTiles',
+    'make_demo_bijie',
+    'tile_starts',
+    'tile_windows',
+]

@@ -1,0 +1,240 @@
+"""Bijie landslide dataset (Ji et al. 2020), read in its original distributed layout."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torchgeo.datasets import NonGeoDataset, RGBBandsMissingError
+
+from .utils import (
+    DatasetLayoutError,
+    LayoutNotFoundError,
+    PathLike,
+    percentile_stretch,
+    plot_segmentation,
+    resize_sample,
+    verify_png,
+)
+
+LAYOUT = """\
+<root>/                                   (or <root>/Bijie-landslide-dataset/, or <root>/*/Bijie-landslide-dataset/)
+├── landslide/
+│   ├── image/<name>.png      RGB uint8 chip (variable size)
+│   ├── mask/<name>.png       same basename and size, 0/255
+│   └── dem/<name>.png        same basename, 1 band (8/16 bit, any grid)   [only with dem != 'none']
+└── non-landslide/
+    ├── image/<name>.png      (no masks: all-zero masks are synthesized)
+    └── dem/<name>.png                                                     [only with dem != 'none']"""
+
+
+class Bijie(NonGeoDataset):
+    """Bijie landslide dataset.
+
+    Optical chips of Bijie city (Guizhou, China) with landslide masks and a DEM, for binary landslide
+    segmentation.
+
+    Dataset features:
+
+    * 770 landslide chips with masks and 2003 non-landslide chips (no masks: all-zero masks are returned)
+    * TripleSat RGB, ~0.8 m GSD, May-Aug 2018; variable chip sizes (61..1239 px)
+    * one DEM PNG per chip on a coarser grid (bilinearly resampled to the image grid here)
+
+    Dataset format (as distributed)::
+
+        Bijie-landslide-dataset/
+        ├── landslide/{image,mask,dem,polygon_coordinate}/
+        └── non-landslide/{image,dem}/
+
+    The root may be the ``Bijie-landslide-dataset`` folder itself or any folder containing it (one or two levels
+    up). ``polygon_coordinate`` is ignored.
+
+    Bands: ``red, green, blue`` (uint8, returned as float 0..255), optional ``dem`` (raw PNG values as float).
+
+    Sample: ``image`` float32 ``(C, H, W)`` (C = 3, or 4 with ``dem='band'``), ``mask`` int64 ``(H, W)`` in {0, 1}
+    (mask > 127), and ``dem`` float32 ``(1, H, W)`` with ``dem='separate'``. Values are NOT normalized.
+
+    Mask values: 0 = background, 1 = landslide (the files store 0/255).
+
+    Licence: none stated by the publisher (research use; cite the paper).
+
+    If you use this dataset in your research, please cite:
+
+    * Ji, S., Yu, D., Shen, C., Li, W., Xu, Q. (2020). Landslide detection from an open satellite imagery and
+      digital elevation model dataset using attention boosted convolutional neural networks.
+      Landslides 17, 1337-1352. https://doi.org/10.1007/s10346-020-01353-2
+    """
+
+    all_bands = ('red', 'green', 'blue')
+    rgb_bands = ('red', 'green', 'blue')
+    classes = ('background', 'landslide')
+    categories = ('landslide', 'non-landslide')
+    layout = LAYOUT
+
+    def __init__(
+        self,
+        root: PathLike = 'data',
+        dem: Literal['none', 'band', 'separate'] = 'none',
+        categories: tuple[str, ...] = ('landslide', 'non-landslide'),
+        transforms: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
+        verify: bool = True,
+    ) -> None:
+        """Index the chips and check the layout.
+
+        Args:
+            root: Dataset root (see the class docstring).
+            dem: ``'none'``; ``'band'`` appends the DEM as a 4th image channel; ``'separate'`` returns it under
+                ``'dem'``.
+            categories: Which folders to use (``'landslide'`` and/or ``'non-landslide'``).
+            transforms: Callable applied to each sample dict.
+            verify: Check every PNG for truncation/corruption (CRC walk, no decoding) at construction.
+
+        Raises:
+            LayoutNotFoundError: If the root or the image folders are missing or empty.
+            DatasetLayoutError: If an image has no mask (or DEM), sizes differ or a file is unreadable.
+        """
+        if dem not in ('none', 'band', 'separate'):
+            raise ValueError(f"dem must be 'none', 'band' or 'separate', got {dem!r}")
+        for c in categories:
+            if c not in self.categories:
+                raise ValueError(f'unknown category {c!r}, expected a subset of {self.categories}')
+        self.root = root
+        self.dem = dem
+        self.transforms = transforms
+        self.data_root = self._find_root(Path(root))
+        self.files: list[dict[str, Any]] = []
+        self.sizes: list[tuple[int, int]] = []
+        for category in categories:
+            self._index(category, verify)
+        if not self.files:
+            raise LayoutNotFoundError(root, 'no PNG chips found', LAYOUT)
+
+    def _find_root(self, root: Path) -> Path:
+        if not root.is_dir():
+            raise LayoutNotFoundError(root, 'the folder does not exist', LAYOUT)
+        candidates = [root, root / 'Bijie-landslide-dataset', *sorted(root.glob('*/Bijie-landslide-dataset'))]
+        for cand in candidates:
+            if (cand / 'landslide').is_dir() or (cand / 'non-landslide').is_dir():
+                return cand
+        raise LayoutNotFoundError(root, 'no landslide/ or non-landslide/ folder found', LAYOUT)
+
+    def _index(self, category: str, verify: bool) -> None:
+        folder = self.data_root / category
+        image_dir = folder / 'image'
+        if not image_dir.is_dir():
+            raise LayoutNotFoundError(self.root, f'missing folder {image_dir}', LAYOUT)
+        images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() == '.png')
+        if not images:
+            raise LayoutNotFoundError(self.root, f'no .png files in {image_dir}', LAYOUT)
+        landslide = category == 'landslide'
+        for img in images:
+            entry: dict[str, Any] = {'image': img, 'mask': None, 'dem': None, 'landslide': landslide}
+            if landslide:
+                entry['mask'] = folder / 'mask' / img.name
+                if not entry['mask'].is_file():
+                    raise DatasetLayoutError(img, f'landslide image without mask (expected {entry["mask"]})', LAYOUT)
+            if self.dem != 'none':
+                entry['dem'] = folder / 'dem' / img.name
+                if not entry['dem'].is_file():
+                    raise DatasetLayoutError(img, f'image without DEM (expected {entry["dem"]}); use dem="none"')
+            size = self._png_size(img, verify)
+            if entry['mask'] is not None:
+                msize = self._png_size(entry['mask'], verify)
+                if msize != size:
+                    raise DatasetLayoutError(
+                        entry['mask'], f'mask size {msize[1]}x{msize[0]} != image size {size[1]}x{size[0]} (WxH)'
+                    )
+            if entry['dem'] is not None:
+                self._png_size(entry['dem'], verify)
+            self.files.append(entry)
+            self.sizes.append(size)
+
+    @staticmethod
+    def _png_size(path: Path, verify: bool) -> tuple[int, int]:
+        if verify:
+            verify_png(path)
+        try:
+            with Image.open(path) as im:
+                return im.height, im.width
+        except Exception as err:
+            raise DatasetLayoutError(path, f'unreadable image ({err})') from err
+
+    def __len__(self) -> int:
+        """Number of chips."""
+        return len(self.files)
+
+    @property
+    def is_landslide(self) -> list[bool]:
+        """Per-chip flag: True for chips from ``landslide/`` (used for stratified splits)."""
+        return [f['landslide'] for f in self.files]
+
+    def _load_image(self, path: Path) -> Tensor:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert('RGB'))
+        return torch.from_numpy(arr.copy()).permute(2, 0, 1).float()
+
+    def _load_mask(self, path: Path | None, size: tuple[int, int]) -> Tensor:
+        if path is None:
+            return torch.zeros(size, dtype=torch.long)
+        with Image.open(path) as im:
+            arr = np.asarray(im if im.mode in ('L', 'I', 'I;16') else im.convert('L'))
+        if arr.ndim == 3:
+            arr = arr[..., 0]
+        return torch.from_numpy((arr > 127).astype(np.int64))
+
+    def _load_dem(self, path: Path, size: tuple[int, int]) -> Tensor:
+        with Image.open(path) as im:
+            arr = np.asarray(im).astype(np.float32)
+        if arr.ndim == 3:
+            arr = arr[..., 0]
+        dem = torch.from_numpy(arr)[None]
+        return resize_sample({'dem': dem}, *size)['dem']
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        """Load one chip.
+
+        Args:
+            index: Chip index.
+
+        Returns:
+            ``{'image': (C, H, W) float32, 'mask': (H, W) int64[, 'dem': (1, H, W) float32]}``.
+        """
+        entry = self.files[index]
+        image = self._load_image(entry['image'])
+        size = (image.shape[1], image.shape[2])
+        sample = {'image': image, 'mask': self._load_mask(entry['mask'], size)}
+        if entry['dem'] is not None:
+            dem = self._load_dem(entry['dem'], size)
+            if self.dem == 'band':
+                sample['image'] = torch.cat([image, dem])
+            else:
+                sample['dem'] = dem
+        if self.transforms is not None:
+            sample = self.transforms(sample)
+        return sample
+
+    def plot(self, sample: dict[str, Tensor], show_titles: bool = True, suptitle: str | None = None) -> Any:
+        """Plot a sample (image, mask and ``prediction`` when present).
+
+        Args:
+            sample: A sample as returned by ``__getitem__`` (``image`` needs at least the 3 RGB channels first).
+            show_titles: Add titles.
+            suptitle: Figure title.
+
+        Returns:
+            A matplotlib Figure.
+
+        Raises:
+            RGBBandsMissingError: If the image has fewer than 3 channels.
+        """
+        image = sample['image']
+        if image.shape[0] < 3:
+            raise RGBBandsMissingError()
+        rgb = image[:3].permute(1, 2, 0).cpu().numpy()
+        rgb = np.clip(rgb / 255.0, 0, 1) if rgb.max() > 1.5 else percentile_stretch(rgb)
+        return plot_segmentation(rgb, sample.get('mask'), sample.get('prediction'), show_titles, suptitle)

@@ -1,0 +1,264 @@
+"""Landslide4Sense (Ghorbanzadeh et al. 2022), read in the official competition layout."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchgeo.datasets import NonGeoDataset, RGBBandsMissingError
+
+from .utils import (
+    DatasetLayoutError,
+    LayoutNotFoundError,
+    PathLike,
+    check_finite,
+    numeric_key,
+    percentile_stretch,
+    plot_segmentation,
+)
+
+LAYOUT = """\
+<root>/
+├── TrainData/img/image_1.h5 ...   (key 'img', 128 x 128 x 14 float, HWC)
+├── TrainData/mask/mask_1.h5 ...   (key 'mask', 128 x 128, 0/1)
+├── ValidData/img/image_N.h5       [ValidData/mask/mask_N.h5 optional]
+└── TestData/img/image_N.h5        [TestData/mask/mask_N.h5 optional]"""
+
+BandSpec = str | Sequence[str | int]
+
+
+class Landslide4Sense(NonGeoDataset):
+    """Landslide4Sense (L4S) landslide segmentation dataset.
+
+    Multi-source 128 x 128 patches (Sentinel-2 + ALOS PALSAR slope and DEM, ~10 m) from four landslide-affected
+    regions, for binary landslide segmentation.
+
+    Dataset features:
+
+    * 3799 train / 245 validation / 800 test patches of 128 x 128 px
+    * 14 bands: Sentinel-2 B1-B12 without B8A, ALOS PALSAR slope and DEM (pre-scaled floats, ~0..7, B10 up to ~50)
+    * masks: 0 = non-landslide, 1 = landslide (train; val/test masks only in the later Zenodo release)
+
+    Dataset format (official competition layout)::
+
+        TrainData/img/image_N.h5   TrainData/mask/mask_N.h5   (N = 1.., numeric order)
+        ValidData/img/image_N.h5   [ValidData/mask/mask_N.h5]
+        TestData/img/image_N.h5    [TestData/mask/mask_N.h5]
+
+    Bands (index: name): 0 B1, 1 B2, 2 B3, 3 B4, 4 B5, 5 B6, 6 B7, 7 B8, 8 B9, 9 B10, 10 B11, 11 B12, 12 slope, 13 dem.
+    RGB = B4, B3, B2 (indices 3, 2, 1).
+
+    Sample: ``image`` float32 ``(C, 128, 128)`` raw values of the selected bands, ``mask`` int64 ``(128, 128)``
+    (only when the split has masks), ``dem`` float32 ``(2, 128, 128)`` (slope, dem) with ``dem='separate'``.
+
+    NaN/inf values: replaced by 0 with a RuntimeWarning (``nan_policy='fill'``, default), or an error naming the
+    file (``nan_policy='error'``). They are detected when a file is read.
+
+    Licence: MIT (official GitHub repository, (c) 2022 IARAI).
+
+    If you use this dataset in your research, please cite:
+
+    * Ghorbanzadeh, O., Xu, Y., Ghamisi, P., Kopp, M., Kreil, D. (2022). Landslide4Sense: Reference Benchmark
+      Data and Deep Learning Models for Landslide Detection. IEEE TGRS 60. https://arxiv.org/abs/2206.00515
+    """
+
+    all_bands = ('B1', 'B2', 'B3', 'B4', 'B5', 'B6', 'B7', 'B8', 'B9', 'B10', 'B11', 'B12', 'slope', 'dem')
+    rgb_bands = ('B4', 'B3', 'B2')
+    dem_bands = ('slope', 'dem')
+    classes = ('background', 'landslide')
+    split_dirs: ClassVar[dict[str, str]] = {'train': 'TrainData', 'val': 'ValidData', 'test': 'TestData'}
+    image_key = 'img'
+    mask_key = 'mask'
+    layout = LAYOUT
+
+    def __init__(
+        self,
+        root: PathLike = 'data',
+        split: Literal['train', 'val', 'test'] = 'train',
+        bands: BandSpec = 'all',
+        dem: Literal['none', 'band', 'separate'] = 'none',
+        transforms: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
+        require_masks: bool = False,
+        nan_policy: Literal['fill', 'error'] = 'fill',
+        verify: bool = True,
+    ) -> None:
+        """Index a split and check the layout.
+
+        Args:
+            root: Folder holding ``TrainData/``, ``ValidData/``, ``TestData/``.
+            split: ``'train'``, ``'val'`` or ``'test'``.
+            bands: ``'all'`` (14), ``'rgb'`` (B4, B3, B2), or a sequence of band names or 0-based indices.
+            dem: ``'none'``; ``'band'`` appends slope and dem to the image channels; ``'separate'`` returns them
+                under ``'dem'`` (2, H, W). With ``dem != 'none'`` the selected bands must not include them.
+            transforms: Callable applied to each sample dict.
+            require_masks: Raise if the split has no ``mask/`` folder.
+            nan_policy: ``'fill'`` (replace by 0 and warn) or ``'error'``.
+            verify: Open every file at construction (h5 structure, key, shape, band count; catches truncation).
+
+        Raises:
+            LayoutNotFoundError: If the split folder is missing or empty.
+            DatasetLayoutError: For missing masks, wrong shapes/band counts or unreadable files.
+        """
+        if split not in self.split_dirs:
+            raise ValueError(f'split must be one of {list(self.split_dirs)}, got {split!r}')
+        if dem not in ('none', 'band', 'separate'):
+            raise ValueError(f"dem must be 'none', 'band' or 'separate', got {dem!r}")
+        if nan_policy not in ('fill', 'error'):
+            raise ValueError(f"nan_policy must be 'fill' or 'error', got {nan_policy!r}")
+        self.root = root
+        self.split = split
+        self.band_indices = self.resolve_bands(bands)
+        self.bands = tuple(self.all_bands[i] for i in self.band_indices)
+        self.dem_indices = [self.all_bands.index(b) for b in self.dem_bands]
+        if dem != 'none' and set(self.band_indices) & set(self.dem_indices):
+            raise ValueError(f'with dem={dem!r} the bands must not include {self.dem_bands} (got {self.bands})')
+        self.dem = dem
+        self.transforms = transforms
+        self.nan_policy = nan_policy
+
+        if not Path(root).is_dir():
+            raise LayoutNotFoundError(root, 'the folder does not exist', LAYOUT)
+        split_dir = Path(root) / self.split_dirs[split]
+        img_dir = split_dir / 'img'
+        if not img_dir.is_dir():
+            raise LayoutNotFoundError(root, f'missing folder {img_dir}', LAYOUT)
+        self.images = sorted(img_dir.glob('*.h5'), key=numeric_key)
+        if not self.images:
+            raise LayoutNotFoundError(root, f'no .h5 files in {img_dir}', LAYOUT)
+        mask_dir = split_dir / 'mask'
+        self.has_masks = mask_dir.is_dir()
+        if require_masks and not self.has_masks:
+            raise LayoutNotFoundError(root, f'split {split!r} has no masks (missing {mask_dir})', LAYOUT)
+        self.masks: list[Path] | None = None
+        if self.has_masks:
+            self.masks = [mask_dir / p.name.replace('image', 'mask') for p in self.images]
+            for img, msk in zip(self.images, self.masks):
+                if not msk.is_file():
+                    raise DatasetLayoutError(img, f'image without mask (expected {msk})', LAYOUT)
+        if verify:
+            self._verify()
+
+    @classmethod
+    def resolve_bands(cls, bands: BandSpec) -> list[int]:
+        """Turn a band specification into 0-based indices.
+
+        Args:
+            bands: ``'all'``, ``'rgb'``, a band name, or a sequence of names / 0-based indices.
+
+        Returns:
+            List of indices into :attr:`all_bands`.
+        """
+        if isinstance(bands, str):
+            if bands == 'all':
+                return list(range(len(cls.all_bands)))
+            if bands == 'rgb':
+                return [cls.all_bands.index(b) for b in cls.rgb_bands]
+            bands = [bands]
+        out = []
+        for b in bands:
+            if isinstance(b, str) and b in cls.all_bands:
+                out.append(cls.all_bands.index(b))
+            elif isinstance(b, int) and not isinstance(b, bool) and 0 <= b < len(cls.all_bands):
+                out.append(b)
+            else:
+                raise ValueError(f'unknown band {b!r}: use names {cls.all_bands} or indices 0..13')
+        if not out:
+            raise ValueError('at least one band must be selected')
+        return out
+
+    def _verify(self) -> None:
+        import h5py
+
+        nb = len(self.all_bands)
+        for i, img in enumerate(self.images):
+            try:
+                with h5py.File(img, 'r') as f:
+                    if self.image_key not in f:
+                        raise DatasetLayoutError(img, f'no dataset {self.image_key!r} (keys: {list(f.keys())})')
+                    shape = f[self.image_key].shape
+            except DatasetLayoutError:
+                raise
+            except Exception as err:
+                raise DatasetLayoutError(img, f'unreadable or truncated HDF5 file ({err})') from err
+            if len(shape) != 3 or nb not in (shape[0], shape[-1]):
+                raise DatasetLayoutError(img, f'expected {nb} bands in an (H, W, {nb}) array, got shape {shape}')
+            hw = shape[:2] if shape[-1] == nb else shape[1:]
+            if self.masks is not None:
+                msk = self.masks[i]
+                try:
+                    with h5py.File(msk, 'r') as f:
+                        if self.mask_key not in f:
+                            raise DatasetLayoutError(msk, f'no dataset {self.mask_key!r} (keys: {list(f.keys())})')
+                        mshape = f[self.mask_key].shape
+                except DatasetLayoutError:
+                    raise
+                except Exception as err:
+                    raise DatasetLayoutError(msk, f'unreadable or truncated HDF5 file ({err})') from err
+                if tuple(s for s in mshape if s != 1)[:2] != tuple(hw):
+                    raise DatasetLayoutError(msk, f'mask shape {mshape} does not match image size {hw}')
+
+    def __len__(self) -> int:
+        """Number of patches in the split."""
+        return len(self.images)
+
+    def _read(self, path: Path, key: str) -> np.ndarray:
+        import h5py
+
+        try:
+            with h5py.File(path, 'r') as f:
+                return f[key][()]
+        except Exception as err:
+            raise DatasetLayoutError(path, f'unreadable or truncated HDF5 file ({err})') from err
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        """Load one patch.
+
+        Args:
+            index: Patch index (numeric order of N in ``image_N.h5``).
+
+        Returns:
+            ``{'image': (C, H, W) float32[, 'mask': (H, W) int64][, 'dem': (2, H, W) float32]}``.
+        """
+        path = self.images[index]
+        arr = self._read(path, self.image_key)
+        if arr.shape[-1] != len(self.all_bands):
+            arr = np.moveaxis(arr, 0, -1)
+        arr = check_finite(arr.astype(np.float32), path, self.nan_policy)
+        full = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+        sample = {'image': full[self.band_indices]}
+        if self.dem == 'band':
+            sample['image'] = torch.cat([sample['image'], full[self.dem_indices]])
+        elif self.dem == 'separate':
+            sample['dem'] = full[self.dem_indices]
+        if self.masks is not None:
+            m = np.asarray(self._read(self.masks[index], self.mask_key))
+            m = np.squeeze(m)
+            sample['mask'] = torch.from_numpy((np.nan_to_num(m) > 0).astype(np.int64))
+        if self.transforms is not None:
+            sample = self.transforms(sample)
+        return sample
+
+    def plot(self, sample: dict[str, Tensor], show_titles: bool = True, suptitle: str | None = None) -> Any:
+        """Plot a sample (RGB composite B4/B3/B2, mask and ``prediction`` when present).
+
+        Args:
+            sample: A sample from ``__getitem__`` (bands as selected at construction).
+            show_titles: Add titles.
+            suptitle: Figure title.
+
+        Returns:
+            A matplotlib Figure.
+
+        Raises:
+            RGBBandsMissingError: If B4, B3 or B2 were not selected.
+        """
+        try:
+            idx = [self.bands.index(b) for b in self.rgb_bands]
+        except ValueError as err:
+            raise RGBBandsMissingError() from err
+        rgb = percentile_stretch(sample['image'][idx].permute(1, 2, 0).cpu().numpy())
+        return plot_segmentation(rgb, sample.get('mask'), sample.get('prediction'), show_titles, suptitle)

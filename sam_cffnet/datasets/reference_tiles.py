@@ -1,0 +1,170 @@
+"""The SAM-CFFNet authors' preprocessed H5 tiles (``<root>/{train,val}/*.h5`` with ``image`` and ``label``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchgeo.datasets import NonGeoDataset, RGBBandsMissingError
+
+from .utils import DatasetLayoutError, LayoutNotFoundError, PathLike, check_finite, plot_segmentation
+
+LAYOUT = """\
+<root>/
+├── train/<name>.h5     keys 'image' (H, W, C) uint8 and 'label' (H, W) 0/255
+└── val/<name>.h5"""
+
+
+class ReferenceTiles(NonGeoDataset):
+    """Tiles in the SAM-CFFNet authors' preprocessed H5 format (BJL, L4S or GVLM after their offline tiling).
+
+    The authors' loader (``utils/tools.py: h5_Dataset``) reads ``<root>/{train,val}/*.h5`` in sorted order; each
+    file holds ``image`` (HWC uint8, 256 x 256 x 3) and ``label`` (0/255, binarized as ``label > 128``). This class
+    reads the same files, so users holding the authors' processed data can train and evaluate on it directly.
+
+    Dataset features:
+
+    * only ``train`` and ``val`` splits exist (the paper reports on ``val``, which also selected the checkpoint)
+    * 256 x 256 tiles, RGB uint8
+
+    Bands: ``red, green, blue`` (returned as float 0..255, not normalized).
+
+    Sample: ``image`` float32 ``(C, H, W)``, ``mask`` int64 ``(H, W)`` in {0, 1}.
+
+    Licence: that of the underlying dataset (Bijie: none stated; L4S: MIT; GVLM: non-commercial research).
+
+    If you use this format, please cite SAM-CFFNet:
+
+    * Xi, Yu, Ge, Pang, Zhou, Hou, Li, Chen, Dong (2024). SAM-CFFNet: SAM-Based Cross-Feature Fusion Network
+      for Intelligent Identification of Landslides. Remote Sensing 16(13), 2334. https://doi.org/10.3390/rs16132334
+    """
+
+    all_bands = ('red', 'green', 'blue')
+    rgb_bands = ('red', 'green', 'blue')
+    classes = ('background', 'landslide')
+    splits = ('train', 'val')
+    image_key = 'image'
+    label_key = 'label'
+    layout = LAYOUT
+
+    def __init__(
+        self,
+        root: PathLike = 'data',
+        split: Literal['train', 'val'] = 'train',
+        num_bands: int | None = 3,
+        transforms: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
+        verify: bool = True,
+    ) -> None:
+        """Index a split.
+
+        Args:
+            root: Folder holding ``train/`` and ``val/``.
+            split: ``'train'`` or ``'val'``.
+            num_bands: Expected channel count (None: accept any, but all files must agree).
+            transforms: Callable applied to each sample dict.
+            verify: Open every file at construction (keys, shapes, band count; catches truncation).
+
+        Raises:
+            LayoutNotFoundError: If the split folder is missing or empty.
+            DatasetLayoutError: For missing keys, shape mismatches, wrong band counts or unreadable files.
+        """
+        if split not in self.splits:
+            raise ValueError(f'split must be one of {self.splits}, got {split!r}')
+        self.root = root
+        self.split = split
+        self.transforms = transforms
+        self.num_bands = num_bands
+        if not Path(root).is_dir():
+            raise LayoutNotFoundError(root, 'the folder does not exist', LAYOUT)
+        folder = Path(root) / split
+        if not folder.is_dir():
+            raise LayoutNotFoundError(root, f'missing folder {folder}', LAYOUT)
+        self.files = sorted(p for p in folder.iterdir() if p.suffix == '.h5')
+        if not self.files:
+            raise LayoutNotFoundError(root, f'no .h5 files in {folder}', LAYOUT)
+        if verify:
+            self._verify()
+
+    def _verify(self) -> None:
+        import h5py
+
+        bands = self.num_bands
+        for path in self.files:
+            try:
+                with h5py.File(path, 'r') as f:
+                    for key in (self.image_key, self.label_key):
+                        if key not in f:
+                            raise DatasetLayoutError(path, f'no dataset {key!r} (keys: {list(f.keys())})', LAYOUT)
+                    ishape, lshape = f[self.image_key].shape, f[self.label_key].shape
+            except DatasetLayoutError:
+                raise
+            except Exception as err:
+                raise DatasetLayoutError(path, f'unreadable or truncated HDF5 file ({err})') from err
+            c = ishape[2] if len(ishape) == 3 else 1
+            if len(ishape) not in (2, 3):
+                raise DatasetLayoutError(path, f'image must be (H, W, C) or (H, W), got {ishape}')
+            if bands is not None and c != bands:
+                raise DatasetLayoutError(path, f'expected {bands} bands (H, W, {bands}), got shape {ishape}')
+            bands = c
+            if tuple(s for s in lshape if s != 1)[:2] != tuple(ishape[:2]):
+                raise DatasetLayoutError(path, f'label shape {lshape} does not match image size {ishape[:2]}')
+        self.num_bands = bands
+
+    def __len__(self) -> int:
+        """Number of tiles in the split."""
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        """Load one tile.
+
+        Args:
+            index: Tile index (sorted file order).
+
+        Returns:
+            ``{'image': (C, H, W) float32, 'mask': (H, W) int64}``.
+        """
+        import h5py
+
+        path = self.files[index]
+        try:
+            with h5py.File(path, 'r') as f:
+                image = np.asarray(f[self.image_key][()])
+                label = np.asarray(f[self.label_key][()])
+        except Exception as err:
+            raise DatasetLayoutError(path, f'unreadable or truncated HDF5 file ({err})') from err
+        if image.ndim == 2:
+            image = image[..., None]
+        image = check_finite(image.astype(np.float32), path)
+        label = np.squeeze(label)
+        sample = {
+            'image': torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            'mask': torch.from_numpy((label > 128).astype(np.int64)),
+        }
+        if self.transforms is not None:
+            sample = self.transforms(sample)
+        return sample
+
+    def plot(self, sample: dict[str, Tensor], show_titles: bool = True, suptitle: str | None = None) -> Any:
+        """Plot a sample (image, mask and ``prediction`` when present).
+
+        Args:
+            sample: A sample from ``__getitem__``.
+            show_titles: Add titles.
+            suptitle: Figure title.
+
+        Returns:
+            A matplotlib Figure.
+
+        Raises:
+            RGBBandsMissingError: If the image has fewer than 3 channels.
+        """
+        image = sample['image']
+        if image.shape[0] < 3:
+            raise RGBBandsMissingError()
+        rgb = image[:3].permute(1, 2, 0).cpu().numpy()
+        rgb = np.clip(rgb / 255.0 if rgb.max() > 1.5 else rgb, 0, 1)
+        return plot_segmentation(rgb, sample.get('mask'), sample.get('prediction'), show_titles, suptitle)
