@@ -1,0 +1,6 @@
+"""``python -m sam_cffnet``."""
+
+from .cli import main
+
+if __name__ == '__main__':
+    main()

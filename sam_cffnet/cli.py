@@ -1,0 +1,162 @@
+"""Command line: ``python -m sam_cffnet {fit,validate,test,predict} --config CONFIG`` (LightningCLI) and tools.
+
+Training subcommands come from Lightning's own ``LightningCLI``: every Trainer flag works (``--trainer.precision
+bf16-mixed``, ``--trainer.devices 4 --trainer.strategy ddp``, ``--trainer.num_nodes``, SLURM). ``CONFIG`` is a YAML
+path, or the bare name of a recipe shipped with the package (``bijie.yaml`` or ``bijie``); list them with
+``python -m sam_cffnet configs``.
+
+Other subcommands (run ``python -m sam_cffnet <command> --help``) live in :data:`TOOLS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+
+from .tasks.segmentation import SegmentationTask
+
+__all__ = ['TOOLS', 'SAMCFFNetCLI', 'main', 'resolve_config', 'shipped_configs']
+
+DESCRIPTION = """SAM-based landslide segmentation (SAM-CFFNet, TransLandSeg, HPCL-Net, baselines).
+
+Train/evaluate:  python -m sam_cffnet {fit,validate,test,predict} --config CONFIG [--key value ...]
+                 CONFIG is a YAML file or the name of a shipped recipe (list them: python -m sam_cffnet configs).
+Tools:           python -m sam_cffnet {models,configs,export,...} --help
+"""
+
+
+def shipped_config_dir() -> Path:
+    """The folder of recipes shipped inside the package (the repository's ``configs/`` links to it)."""
+    return Path(str(resources.files('sam_cffnet') / 'configs'))
+
+
+def shipped_configs() -> list[str]:
+    """Names of the shipped recipes, relative to :func:`shipped_config_dir`."""
+    root = shipped_config_dir()
+    return sorted(str(p.relative_to(root)) for p in root.rglob('*.yaml'))
+
+
+def resolve_config(name: str) -> str:
+    """A config path: ``name`` itself if it exists, else the shipped recipe of that name (with or without
+    ``.yaml`` / a leading ``configs/``), else ``name`` unchanged (jsonargparse then reports it missing)."""
+    if Path(name).exists():
+        return name
+    root = shipped_config_dir()
+    stem = name[len('configs/') :] if name.startswith('configs/') else name
+    for candidate in (stem, f'{stem}.yaml'):
+        path = root / candidate
+        if path.is_file():
+            return str(path)
+    return name
+
+
+def _resolve_config_args(argv: list[str]) -> list[str]:
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg in ('--config', '-c') and i + 1 < len(out):
+            out[i + 1] = resolve_config(out[i + 1])
+        elif arg.startswith('--config='):
+            out[i] = '--config=' + resolve_config(arg.split('=', 1)[1])
+    return out
+
+
+class SAMCFFNetCLI(LightningCLI):
+    """LightningCLI with the package's defaults.
+
+    * ``data.num_channels`` is linked to ``model.init_args.in_channels`` (a band-count mismatch is an error);
+    * a ``ModelCheckpoint`` (``--checkpoint.*``) keeps the best epoch by validation landslide IoU and the last one;
+    * the seed defaults to the reference's 100.
+    """
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.link_arguments('data.num_channels', 'model.init_args.in_channels', apply_on='instantiate')
+        parser.add_lightning_class_args(ModelCheckpoint, 'checkpoint')
+        parser.set_defaults(
+            {
+                'checkpoint.monitor': SegmentationTask.monitor,
+                'checkpoint.mode': SegmentationTask.mode,
+                'checkpoint.save_last': True,
+                'checkpoint.filename': 'best-epoch{epoch:03d}-iou{val_landslide_iou:.4f}',
+                'checkpoint.auto_insert_metric_name': False,
+            }
+        )
+
+
+def run_lightning(argv: list[str]) -> SAMCFFNetCLI:
+    """Run a LightningCLI subcommand."""
+    return SAMCFFNetCLI(
+        SegmentationTask,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        seed_everything_default=100,
+        args=_resolve_config_args(argv),
+        parser_kwargs={'description': DESCRIPTION},
+        save_config_kwargs={'overwrite': False},
+    )
+
+
+# ---------------------------------------------------------------------------------------------- tools
+def _cmd_configs(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog='python -m sam_cffnet configs', description='List the shipped recipes.')
+    parser.parse_args(argv)
+    print(f'Recipes shipped in {shipped_config_dir()} (use the name with --config):')
+    for name in shipped_configs():
+        print(f'  {name}')
+    return 0
+
+
+def _cmd_models(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog='python -m sam_cffnet models', description='List the registered models.')
+    parser.parse_args(argv)
+    from .models import list_models
+
+    for name in list_models():
+        print(name)
+    return 0
+
+
+def _cmd_export(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog='python -m sam_cffnet export',
+        description='Write a self-contained checkpoint (frozen SAM weights included) for sharing.',
+    )
+    parser.add_argument('checkpoint', help='a training checkpoint (.ckpt)')
+    parser.add_argument('output', help='the file to write')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing output file')
+    args = parser.parse_args(argv)
+    from .tasks.segmentation import export_checkpoint
+
+    out = export_checkpoint(args.checkpoint, args.output, overwrite=args.overwrite)
+    print(f'wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)')
+    return 0
+
+
+#: Extra subcommands: name -> (one-line help, function taking the remaining argv and returning an exit code).
+TOOLS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
+    'configs': ('list the shipped recipes', _cmd_configs),
+    'models': ('list the registered models', _cmd_models),
+    'export': ('write a self-contained checkpoint for sharing', _cmd_export),
+}
+
+
+def main(args: list[str] | None = None) -> Any:
+    """Entry point of ``python -m sam_cffnet`` and the ``sam-cffnet`` script."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv and argv[0] in TOOLS:
+        return TOOLS[argv[0]][1](argv[1:])
+    if not argv or argv[0] in ('-h', '--help'):
+        print(DESCRIPTION)
+        print('Tools:')
+        for name, (text, _) in TOOLS.items():
+            print(f'  {name:<18} {text}')
+        print()
+    return run_lightning(argv)

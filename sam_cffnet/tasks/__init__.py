@@ -1,0 +1,5 @@
+"""Lightning tasks."""
+
+from .segmentation import SegmentationTask, export_checkpoint
+
+__all__ = ['SegmentationTask', 'export_checkpoint']
