@@ -1,0 +1,88 @@
+"""Loading ImageNet (or any) weights for a baseline's encoder from a local file, never from the internet."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+
+from segmentation_models_pytorch.encoders._utils import patch_first_conv
+from torch import Tensor, nn
+
+from ...checkpoint import CheckpointError, load_checkpoint_file
+
+__all__ = ['load_encoder_weights', 'pad_to_multiple']
+
+#: key prefixes stripped when matching a file's keys to the encoder's (tried in turn, the best match wins).
+_PREFIXES = ('', 'encoder.', 'model.encoder.', 'backbone.', 'model.backbone.', 'module.', 'model.', 'state_dict.')
+
+
+def _unwrap(raw: object) -> Mapping[str, Tensor]:
+    """The tensor dict inside a checkpoint (``state_dict`` / ``model`` / ``module`` wrappers are opened)."""
+    for _ in range(3):
+        if isinstance(raw, Mapping) and not any(isinstance(v, Tensor) for v in raw.values()):
+            for key in ('state_dict', 'model', 'module', 'model_state'):
+                if isinstance(raw.get(key), Mapping):
+                    raw = raw[key]
+                    break
+            else:
+                break
+    if not isinstance(raw, Mapping):
+        raise CheckpointError('expected a state dict (a mapping of parameter names to tensors)')
+    return {k: v for k, v in raw.items() if isinstance(v, Tensor)}
+
+
+def load_encoder_weights(
+    encoder: nn.Module, path: str | os.PathLike[str], in_channels: int = 3, min_fraction: float = 0.9
+) -> None:
+    """Load pretrained weights into a 3-band encoder, then adapt its first convolution to ``in_channels``.
+
+    The file may be a bare state dict (timm / torchvision / smp / NVlabs SegFormer ImageNet files) or a training
+    checkpoint holding one under ``state_dict`` / ``model``; the key prefix (``''``, ``encoder.``, ``backbone.``,
+    ``module.``, ...) that matches the most encoder tensors by name and shape is used, and classifier keys that the
+    encoder does not have are ignored.
+
+    Args:
+        encoder: the encoder, built for 3 input bands and random weights.
+        path: the local weights file (nothing is downloaded).
+        in_channels: the bands the model takes; for more or fewer than 3 the first convolution's weights are cycled
+            over the bands and rescaled (segmentation-models-pytorch's rule).
+        min_fraction: the fraction of the encoder's tensors that must be found in the file.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file does not hold weights for this encoder.
+    """
+    state = _unwrap(load_checkpoint_file(path))
+    expected = encoder.state_dict()
+    best: dict[str, Tensor] = {}
+    for prefix in _PREFIXES:
+        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        match = {k: v for k, v in sub.items() if k in expected and v.shape == expected[k].shape}
+        if len(match) > len(best):
+            best = match
+    if len(best) < min_fraction * len(expected):
+        example = next(iter(expected), '')
+        raise ValueError(
+            f"{path}: only {len(best)} of the encoder's {len(expected)} tensors were found with matching names and "
+            f'shapes (expected keys like {example!r}); is it the ImageNet file for this encoder?'
+        )
+    missing = sorted(set(expected) - set(best))
+    if missing:
+        warnings.warn(f'{path}: {len(missing)} encoder tensors keep their random init: {missing[:3]}', stacklevel=2)
+    encoder.load_state_dict(best, strict=False)
+    if in_channels != 3:
+        patch_first_conv(encoder, in_channels, pretrained=True)
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
+    """Zero-pad the bottom/right of B x C x H x W so that H and W are multiples of ``multiple``.
+
+    Returns:
+        ``(padded, (H, W))``: the padded batch and the original size, for cropping the output back.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if ph or pw:
+        x = nn.functional.pad(x, (0, pw, 0, ph))
+    return x, (h, w)

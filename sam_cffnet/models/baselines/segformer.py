@@ -1,0 +1,61 @@
+"""SegFormer (Xie et al., NeurIPS 2021): a Mix Transformer (MiT-B0..B5) encoder with the all-MLP decoder, from smp.
+
+The decoder width follows the SegFormer paper: 256 for MiT-B0/B1, 768 for MiT-B2..B5.
+"""
+
+from __future__ import annotations
+
+import os
+
+import segmentation_models_pytorch as smp
+from torch import Tensor
+
+from ..base import LandslideModel
+from ..registry import register_model
+from ._common import load_encoder_weights, pad_to_multiple
+
+__all__ = ['SegFormer']
+
+#: MiT variant -> all-MLP decoder width in the SegFormer paper.
+DECODER_WIDTH = {'mit_b0': 256, 'mit_b1': 256, 'mit_b2': 768, 'mit_b3': 768, 'mit_b4': 768, 'mit_b5': 768}
+
+
+@register_model('segformer')
+class SegFormer(LandslideModel):
+    """SegFormer with a MiT encoder.
+
+    Args:
+        in_channels: input bands.
+        encoder: ``'mit_b0'`` .. ``'mit_b5'`` (default ``'mit_b2'``; the paper does not say which it used).
+        encoder_weights: local path to the ImageNet MiT weights (NVlabs ``mit_b*.pth`` or smp's), or ``None``.
+        decoder_channels: all-MLP decoder width; ``None`` = the SegFormer paper's (256 for B0/B1, 768 otherwise).
+
+    Shapes: B x in_channels x H x W -> B x 1 x H x W logits (the head predicts at 1/4 and upsamples bilinearly;
+    inputs are padded to a multiple of 32 internally).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        encoder: str = 'mit_b2',
+        encoder_weights: str | os.PathLike[str] | None = None,
+        decoder_channels: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not encoder.startswith('mit_b'):
+            raise ValueError(f"SegFormer takes a Mix Transformer encoder 'mit_b0' .. 'mit_b5', got {encoder!r}")
+        self.in_channels = in_channels
+        self.net = smp.Segformer(
+            encoder_name=encoder,
+            encoder_weights=None,
+            decoder_segmentation_channels=decoder_channels or DECODER_WIDTH.get(encoder, 256),
+            in_channels=3 if encoder_weights is not None else in_channels,
+            classes=1,
+        )
+        if encoder_weights is not None:
+            load_encoder_weights(self.net.encoder, encoder_weights, in_channels)
+
+    def forward(self, image: Tensor) -> Tensor:
+        """B x in_channels x H x W -> B x 1 x H x W logits."""
+        x, (h, w) = pad_to_multiple(image, 32)
+        return self.net(x)[..., :h, :w]
