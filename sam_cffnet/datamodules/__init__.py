@@ -1,0 +1,24 @@
+"""LightningDataModules for landslide segmentation (torchgeo NonGeoDataModule style; no model dependency).
+
+Batches after ``on_after_batch_transfer``: ``image`` float32 ``(B, C, T, T)`` normalized as configured, ``mask``
+int64 ``(B, T, T)`` in {0, 1} (absent for splits without masks), ``dem`` float32 ``(B, K, T, T)`` with
+``dem_mode='separate'``.
+"""
+
+from .base import LandslideDataModule, augment_batch, split_indices
+from .bijie import BijieDataModule
+from .demo import DemoBijieDataModule
+from .gvlm import GVLMDataModule
+from .landslide4sense import Landslide4SenseDataModule
+from .reference_tiles import ReferenceTilesDataModule
+
+__all__ = [
+    'BijieDataModule',
+    'DemoBijieDataModule',
+    'GVLMDataModule',
+    'Landslide4SenseDataModule',
+    'LandslideDataModule',
+    'ReferenceTilesDataModule',
+    'augment_batch',
+    'split_indices',
+]
