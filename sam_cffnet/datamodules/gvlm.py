@@ -62,6 +62,7 @@ class GVLMDataModule(LandslideDataModule):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         verify: bool = True,
+        cache_dir: str | None = None,
     ) -> None:
         """Configure the datamodule (files are indexed and checked in ``setup``).
 
@@ -84,6 +85,8 @@ class GVLMDataModule(LandslideDataModule):
             mean: Override of the RGB means for ``'dataset'`` (0..255 units).
             std: Override of the RGB stds.
             verify: CRC-check every PNG at setup (streams the files; seconds for the full dataset).
+            cache_dir: Folder for a one-time tiled-GeoTIFF copy of every scene (see :class:`GVLM`); strongly
+                recommended for training with shuffling (PNG has no random access). None: read the PNGs directly.
         """
         super().__init__(
             GVLM, root, tile_size, stride, batch_size, num_workers, pin_memory, persistent_workers, seed,
@@ -103,10 +106,13 @@ class GVLMDataModule(LandslideDataModule):
         self.split_mode = split_mode
         self.split_ratios = tuple(split_ratios)
         self.site_lists = explicit if all(s is not None for s in explicit) else None
+        self.cache_dir = cache_dir
         self.save_hyperparameters()
 
     def _build_splits(self) -> dict[str, Dataset[dict[str, Tensor]] | None]:
-        full = GVLM(self.root, tile_size=self.tile_size, stride=self.tile_size, verify=self.verify)
+        full = GVLM(
+            self.root, tile_size=self.tile_size, stride=self.tile_size, verify=self.verify, cache_dir=self.cache_dir
+        )
         if self.split_mode == 'tile':
             if self.stride != self.tile_size:
                 self._warn('GVLM split_mode="tile": stride ignored, tiles do not overlap (no pixel in two splits)')
@@ -138,9 +144,16 @@ class GVLMDataModule(LandslideDataModule):
             if n_train < 1:
                 raise ValueError(f'split_ratios {self.split_ratios} leave no training site among {n}')
             site_split = [sorted(order[:n_train]), sorted(order[n_train : n_train + n_val]), sorted(order[-n_test:])]
-        train = GVLM(self.root, sites=site_split[0], tile_size=self.tile_size, stride=self.stride, verify=False)
-        val = GVLM(self.root, sites=site_split[1], tile_size=self.tile_size, verify=False)
-        test = GVLM(self.root, sites=site_split[2], tile_size=self.tile_size, verify=False)
+        train = GVLM(
+            self.root,
+            sites=site_split[0],
+            tile_size=self.tile_size,
+            stride=self.stride,
+            verify=False,
+            cache_dir=self.cache_dir,
+        )
+        val = GVLM(self.root, sites=site_split[1], tile_size=self.tile_size, verify=False, cache_dir=self.cache_dir)
+        test = GVLM(self.root, sites=site_split[2], tile_size=self.tile_size, verify=False, cache_dir=self.cache_dir)
         self.split_info.update({'split': 'site', 'train_sites': site_split[0], 'val_sites': site_split[1],
                                 'test_sites': site_split[2], 'test_split': 'test'})  # fmt: skip
         rank_zero_info(

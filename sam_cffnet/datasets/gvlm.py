@@ -16,6 +16,7 @@ from .utils import (
     DatasetLayoutError,
     LayoutNotFoundError,
     PathLike,
+    cache_as_tiled_tiff,
     open_raster,
     plot_segmentation,
     raster_shape,
@@ -84,6 +85,7 @@ class GVLM(NonGeoDataset):
         stride: int | None = None,
         transforms: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
         verify: bool = True,
+        cache_dir: PathLike | None = None,
     ) -> None:
         """Index the sites and their tiles.
 
@@ -94,6 +96,11 @@ class GVLM(NonGeoDataset):
             stride: Step between tiles (default ``tile_size``: no overlap).
             transforms: Callable applied to each sample dict.
             verify: Walk every PNG's chunks (CRC) at construction to catch truncated/corrupt files.
+            cache_dir: Optional folder for a one-time conversion of each scene to a tiled (256 x 256 blocks),
+                deflate-compressed GeoTIFF, written strip by strip (bounded memory). PNG has no random access: a
+                window near the bottom of a scene requires decoding every row above it, so shuffled training reads
+                from PNG are slow; reads from the tiled copy cost one tile. Copies are reused while the source
+                file's size and mtime are unchanged.
 
         Raises:
             LayoutNotFoundError: If the root is missing or holds no site folder.
@@ -113,6 +120,8 @@ class GVLM(NonGeoDataset):
                 raise DatasetLayoutError(self.data_root, f'sites {missing} not found (available: {found})', LAYOUT)
             found = [s for s in found if s in sites]
         self.sites: list[str] = list(found)
+        self.cache_dir = cache_dir
+        self._sources: dict[str, tuple[Path, Path]] = {}
         self.scene_shapes: dict[str, tuple[int, int]] = {}
         self.tiles: list[tuple[int, int, int]] = []  # (site index, row, col)
         for si, site in enumerate(self.sites):
@@ -129,6 +138,13 @@ class GVLM(NonGeoDataset):
             if (rh, rw) != (h, w):
                 raise DatasetLayoutError(ref, f'reference size {rw}x{rh} != image size {w}x{h} (WxH)')
             self.scene_shapes[site] = (h, w)
+            if cache_dir is not None:
+                self._sources[site] = tuple(  # type: ignore[assignment]
+                    cache_as_tiled_tiff(p, Path(cache_dir) / site / (p.stem + '.tif'), bands)
+                    for p, bands in ((img, [1, 2, 3]), (ref, [1]))
+                )
+            else:
+                self._sources[site] = (img, ref)
             self.tiles.extend((si, r, c) for r, c in tile_windows(h, w, self.tile_size, self.stride))
         self._handles: dict[Path, Any] = {}
         self._pid = os.getpid()
@@ -177,10 +193,10 @@ class GVLM(NonGeoDataset):
         Returns:
             ``{'image': (3, height, width) float32, 'mask': (height, width) int64}`` (zero-padded past the edge).
         """
-        img_path = self.data_root / site / self.image_name
-        ref_path = self.data_root / site / self.mask_name
+        img_path, ref_path = self._sources[site]
         try:
-            image = read_raster_window(self._handle(img_path), row, col, height, width, bands=[1, 2, 3])
+            img_src = self._handle(img_path)
+            image = read_raster_window(img_src, row, col, height, width, bands=[1, 2, 3][: img_src.count])
             ref = read_raster_window(self._handle(ref_path), row, col, height, width, bands=[1])[0]
         except Exception as err:
             raise DatasetLayoutError(img_path.parent, f'failed to read window ({row}, {col}): {err}') from err

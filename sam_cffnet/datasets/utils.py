@@ -26,6 +26,7 @@ __all__ = [
     'DatasetLayoutError',
     'LayoutNotFoundError',
     'PathLike',
+    'cache_as_tiled_tiff',
     'check_finite',
     'numeric_key',
     'open_raster',
@@ -262,6 +263,50 @@ def read_raster_window(
         out[:, :h, :w] = data
         data = out
     return data
+
+
+def cache_as_tiled_tiff(src_path: PathLike, dst_path: PathLike, bands: Sequence[int], block: int = 256) -> Path:
+    """Convert a raster (e.g. a huge PNG) to a tiled, deflate-compressed GeoTIFF, streaming row strips.
+
+    Memory stays bounded by one strip of ``block`` rows. The copy is skipped when ``dst_path`` exists and a
+    ``.src`` sidecar records the same source size and mtime.
+
+    Args:
+        src_path: Source raster.
+        dst_path: Output ``.tif`` path (parent folders are created).
+        bands: 1-based bands of the source to copy.
+        block: Tile edge of the output and strip height of the copy.
+
+    Returns:
+        ``dst_path`` as a Path.
+    """
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.windows import Window
+
+    src_path, dst_path = Path(src_path), Path(dst_path)
+    stat = src_path.stat()
+    stamp = f'{src_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}'
+    sidecar = dst_path.with_suffix('.src')
+    if dst_path.exists() and sidecar.exists() and sidecar.read_text() == stamp:
+        return dst_path
+    dst_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst_path.with_suffix('.tmp.tif')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', NotGeoreferencedWarning)
+        with open_raster(src_path) as src:
+            bands = [b for b in bands if b <= src.count]
+            profile = {'driver': 'GTiff', 'height': src.height, 'width': src.width, 'count': len(bands),
+                       'dtype': src.dtypes[0], 'tiled': True, 'blockxsize': block, 'blockysize': block,
+                       'compress': 'deflate', 'zlevel': 1}  # fmt: skip
+            with rasterio.open(tmp, 'w', **profile) as dst:
+                for row in range(0, src.height, block):
+                    h = min(block, src.height - row)
+                    window = Window(0, row, src.width, h)
+                    dst.write(src.read(bands, window=window), window=window)
+    os.replace(tmp, dst_path)
+    sidecar.write_text(stamp)
+    return dst_path
 
 
 def pad_to(tensor: Tensor, height: int, width: int, value: float = 0) -> Tensor:

@@ -86,3 +86,11 @@ def test_too_few_sites(generators: dict, tmp_path: Path) -> None:
     root = generators['gvlm'].make_gvlm(tmp_path, sites={'A_B': (40, 40), 'C_D': (40, 40)})
     with pytest.raises(ValueError, match='>= 3 sites'):
         GVLMDataModule(root, tile_size=32).setup('fit')
+
+
+def test_cache_dir(gvlm_root: Path, tmp_path: Path) -> None:
+    dm = GVLMDataModule(gvlm_root, tile_size=32, batch_size=2, cache_dir=str(tmp_path / 'c'))
+    dm.setup('fit')
+    assert len(list((tmp_path / 'c').glob('*/im.tif'))) == 5
+    b = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    assert b['image'].shape == (2, 3, 32, 32)

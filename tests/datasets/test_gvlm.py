@@ -122,3 +122,16 @@ def test_plot(gvlm_root: Path) -> None:
     assert isinstance(ds.plot(s, show_titles=False, suptitle='t'), Figure)
     with pytest.raises(RGBBandsMissingError):
         ds.plot({'image': s['image'][:2]})
+
+
+def test_tiled_cache(gvlm_root: Path, tmp_path: Path) -> None:
+    direct = GVLM(gvlm_root, tile_size=32)
+    cached = GVLM(gvlm_root, tile_size=32, cache_dir=tmp_path / 'cache')
+    assert (tmp_path / 'cache' / 'A Luoi_Vietnam' / 'im.tif').is_file()
+    for i in range(0, len(direct), 3):
+        a, b = direct[i], cached[i]
+        assert torch.equal(a['image'], b['image']) and torch.equal(a['mask'], b['mask'])
+    tif = tmp_path / 'cache' / 'A Luoi_Vietnam' / 'im.tif'
+    before = tif.stat().st_mtime_ns
+    GVLM(gvlm_root, tile_size=32, cache_dir=tmp_path / 'cache')  # reused, not rewritten
+    assert tif.stat().st_mtime_ns == before
