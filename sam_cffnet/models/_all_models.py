@@ -4,3 +4,4 @@ from . import sam_cffnet  # noqa: F401
 from .baselines import attention_unet, deeplabv3plus, hrnet, segformer  # noqa: F401
 from .sam_ablations import SAMASPPNet, SAMLawinNet, SAMMaskDecoderNet, SAMPSPNet  # noqa: F401
 from .translandseg import TransLandSeg  # noqa: F401
+from . import hpcl  # noqa: F401
