@@ -145,6 +145,10 @@ TOOLS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     'configs': ('list the shipped recipes', _cmd_configs),
     'models': ('list the registered models', _cmd_models),
     'export': ('write a self-contained checkpoint for sharing', _cmd_export),
+    'map': (
+        'map landslides over a whole scene (GeoTIFF/PNG) -> georeferenced COG + polygons',
+        lambda argv: __import__('sam_cffnet.inference.cli', fromlist=['main']).main(argv),
+    ),
 }
 
 
