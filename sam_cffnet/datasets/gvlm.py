@@ -86,6 +86,7 @@ class GVLM(NonGeoDataset):
         transforms: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
         verify: bool = True,
         cache_dir: PathLike | None = None,
+        gdal_cache_mb: int | None = 64,
     ) -> None:
         """Index the sites and their tiles.
 
@@ -101,6 +102,10 @@ class GVLM(NonGeoDataset):
                 window near the bottom of a scene requires decoding every row above it, so shuffled training reads
                 from PNG are slow; reads from the tiled copy cost one tile. Copies are reused while the source
                 file's size and mtime are unchanged.
+            gdal_cache_mb: GDAL block-cache limit set (process-wide) when this dataset first opens a file, unless
+                the ``GDAL_CACHEMAX`` environment variable is set. GDAL's default (5% of RAM) would keep decoded
+                PNG scanlines of a whole scene, so memory would grow with the scene size; 64 MB holds a full-width
+                strip of tiles of the largest GVLM scene. None: leave GDAL's setting alone.
 
         Raises:
             LayoutNotFoundError: If the root is missing or holds no site folder.
@@ -121,6 +126,7 @@ class GVLM(NonGeoDataset):
             found = [s for s in found if s in sites]
         self.sites: list[str] = list(found)
         self.cache_dir = cache_dir
+        self.gdal_cache_mb = gdal_cache_mb
         self._sources: dict[str, tuple[Path, Path]] = {}
         self.scene_shapes: dict[str, tuple[int, int]] = {}
         self.tiles: list[tuple[int, int, int]] = []  # (site index, row, col)
@@ -170,6 +176,10 @@ class GVLM(NonGeoDataset):
         # one open rasterio dataset per file and per process (handles are not shared across forked workers)
         if os.getpid() != self._pid:
             self._handles, self._pid = {}, os.getpid()
+        if not self._handles and self.gdal_cache_mb and 'GDAL_CACHEMAX' not in os.environ:
+            from rasterio.env import set_gdal_config
+
+            set_gdal_config('GDAL_CACHEMAX', int(self.gdal_cache_mb) * 2**20)
         if path not in self._handles:
             self._handles[path] = open_raster(path)
         return self._handles[path]

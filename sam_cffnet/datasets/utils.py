@@ -292,7 +292,8 @@ def cache_as_tiled_tiff(src_path: PathLike, dst_path: PathLike, bands: Sequence[
         return dst_path
     dst_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst_path.with_suffix('.tmp.tif')
-    with warnings.catch_warnings():
+    env = {} if 'GDAL_CACHEMAX' in os.environ else {'GDAL_CACHEMAX': 64 * 2**20}  # bounded block cache
+    with warnings.catch_warnings(), rasterio.Env(**env):
         warnings.simplefilter('ignore', NotGeoreferencedWarning)
         with open_raster(src_path) as src:
             bands = [b for b in bands if b <= src.count]
