@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,7 @@ def load_checkpoint_file(path: str | os.PathLike[str], map_location: str | torch
             f'{p} could not be loaded with weights_only=True (it is not a plain PyTorch checkpoint, or it needs '
             f'arbitrary code to unpickle, which is refused for safety): {str(err).splitlines()[0]}'
         ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+    except Exception as err:  # torch raises many kinds (RuntimeError, EOFError, IndexError, BadZipFile, ...)
         raise CheckpointError(
             f'{p} is not a readable PyTorch checkpoint (truncated or another kind of file): {str(err).splitlines()[0]}'
         ) from err

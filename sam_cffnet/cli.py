@@ -68,6 +68,30 @@ def _resolve_config_args(argv: list[str]) -> list[str]:
     return out
 
 
+def check_config_paths(cfg: Any) -> None:
+    """Raise :class:`FileNotFoundError` naming the config key for a missing SAM checkpoint or data root."""
+    import importlib
+
+    model_args = (cfg.get('model', {}) or {}).get('init_args', {}) or {}
+    sam = (model_args.get('model_args') or {}).get('sam_checkpoint')
+    if sam and not Path(sam).exists():
+        raise FileNotFoundError(
+            f'model.init_args.model_args.sam_checkpoint: {sam} does not exist (official SAM weights '
+            f'sam_vit_{{b,l,h}}_*.pth: see checkpoints/README.md)'
+        )
+    data = cfg.get('data', {}) or {}
+    class_path = data.get('class_path') or ''
+    root = (data.get('init_args') or {}).get('root')
+    if root and class_path and not Path(root).exists():
+        module, _, name = class_path.rpartition('.')
+        try:
+            creates_root = getattr(getattr(importlib.import_module(module), name), 'creates_root', False)
+        except (ImportError, AttributeError):
+            creates_root = False
+        if not creates_root:
+            raise FileNotFoundError(f'data.init_args.root: {root} does not exist (expected the {name} dataset there)')
+
+
 class SAMCFFNetCLI(LightningCLI):
     """LightningCLI with the package's defaults.
 
@@ -75,6 +99,11 @@ class SAMCFFNetCLI(LightningCLI):
     * a ``ModelCheckpoint`` (``--checkpoint.*``) keeps the best epoch by validation landslide IoU and the last one;
     * the seed defaults to the reference's 100.
     """
+
+    def before_instantiate_classes(self) -> None:
+        """Fail fast, before any model is built or data is read, on paths the config names but that do not exist."""
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        check_config_paths(cfg)
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.link_arguments('data.num_channels', 'model.init_args.in_channels', apply_on='instantiate')
@@ -145,6 +174,10 @@ TOOLS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     'configs': ('list the shipped recipes', _cmd_configs),
     'models': ('list the registered models', _cmd_models),
     'export': ('write a self-contained checkpoint for sharing', _cmd_export),
+    'extract-features': (
+        'compute frozen SAM features once (cache for head training, or embeddings)',
+        lambda argv: __import__('sam_cffnet.features.extract', fromlist=['main']).main(argv),
+    ),
     'map': (
         'map landslides over a whole scene (GeoTIFF/PNG) -> georeferenced COG + polygons',
         lambda argv: __import__('sam_cffnet.inference.cli', fromlist=['main']).main(argv),

@@ -1,0 +1,45 @@
+"""Shared test set-up: headless matplotlib, deterministic seeds, paths to the real samples."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use('agg')
+os.environ.setdefault('PYTHONHASHSEED', '0')
+
+REPO = Path(__file__).resolve().parents[1]
+#: Real samples shipped beside the checkout (absent on some machines: tests skip).
+REAL_DATA = (REPO / '..' / 'shared' / 'data' / 'real').resolve()
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def load_fake_data_generator(name: str):
+    """Import ``tests/data/<name>/data.py`` (the fake-data generator of one dataset)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f'fake_{name}', REPO / 'tests' / 'data' / name / 'data.py')
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='session')
+def fake_roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny fake datasets in the exact real layouts, one root per dataset config name."""
+    base = tmp_path_factory.mktemp('fake_data')
+    return {
+        'bijie': load_fake_data_generator('bijie').make_bijie(base / 'bijie'),
+        'landslide4sense': load_fake_data_generator('landslide4sense').make_l4s(base / 'l4s', test_masks=True),
+        'gvlm': load_fake_data_generator('gvlm').make_gvlm(base / 'gvlm'),
+        'reference_tiles': load_fake_data_generator('reference_tiles').make_reference_tiles(base / 'ref'),
+    }

@@ -1,0 +1,179 @@
+"""The real CLI, torchgeo-trainer style: every dataset recipe through fit/validate/test/predict on tiny inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sam_cffnet.cli import main, resolve_config, shipped_configs
+from sam_cffnet.models.encoders.sam import SAMEncoder
+from sam_cffnet.tasks import SegmentationTask
+
+TINY_MODEL = '{"encoder": "vit_tiny", "encoder_input_size": null, "sam_checkpoint": null}'
+DATASETS = ['bijie', 'landslide4sense', 'gvlm', 'reference_tiles']
+
+
+def tiny_args(config: str, root: Path, tmp_path: Path, *extra: str, model_args: str = TINY_MODEL) -> list[str]:
+    args = [
+        '--config', config,
+        '--data.init_args.root', str(root),
+        '--data.init_args.tile_size', '64',
+        '--data.init_args.batch_size', '2',
+        '--data.init_args.num_workers', '0',
+        '--model.init_args.model_args', model_args,
+        '--trainer.accelerator', 'cpu',
+        '--trainer.devices', '1',
+        '--trainer.logger', 'false',
+        '--trainer.enable_progress_bar', 'false',
+        '--trainer.default_root_dir', str(tmp_path),
+    ]  # fmt: skip
+    if config == 'gvlm.yaml':
+        args += ['--data.init_args.stride', '64']
+    return args + list(extra)
+
+
+@pytest.mark.parametrize('name', DATASETS)
+def test_every_recipe_runs_every_subcommand(name: str, fake_roots: dict[str, Path], tmp_path: Path) -> None:
+    for command in ('fit', 'validate', 'test', 'predict'):
+        args = tiny_args(f'{name}.yaml', fake_roots[name], tmp_path, '--trainer.fast_dev_run', 'true')
+        cli = main([command, *args])
+        assert cli.trainer.state.finished, command
+        if command == 'validate':
+            assert 'val_landslide_iou' in cli.trainer.callback_metrics
+            assert 'val_macro_f1' in cli.trainer.callback_metrics
+
+
+def test_print_config_and_bare_names(capsys: pytest.CaptureFixture[str]) -> None:
+    assert 'bijie.yaml' in shipped_configs() and 'demo.yaml' in shipped_configs()
+    assert Path(resolve_config('bijie')).is_file()
+    assert Path(resolve_config('configs/bijie.yaml')).is_file()
+    with pytest.raises(SystemExit):
+        main(['fit', '--config', 'bijie.yaml', '--print_config'])
+    out = capsys.readouterr().out
+    assert 'sam_cffnet.datamodules.BijieDataModule' in out and 'max_epochs: 30' in out and 'lr: 0.0002' in out
+
+
+def test_resume_and_slim_checkpoint(fake_roots: dict[str, Path], tmp_path: Path) -> None:
+    # a tiny "official" SAM checkpoint, so that the checkpoint can leave the frozen encoder out
+    sam = tmp_path / 'sam_vit_tiny.pth'
+    enc = SAMEncoder('vit_tiny')
+    torch.save({f'image_encoder.{k}': v for k, v in enc.vit.state_dict().items()}, sam)
+    model_args = json.dumps({'encoder': 'vit_tiny', 'encoder_input_size': None, 'sam_checkpoint': str(sam)})
+    common = tiny_args('bijie.yaml', fake_roots['bijie'], tmp_path, model_args=model_args)
+    limits = ['--trainer.limit_train_batches', '2', '--trainer.limit_val_batches', '1']
+    cli = main(['fit', *common, *limits, '--trainer.max_epochs', '1'])
+    last = Path(cli.trainer.checkpoint_callback.last_model_path)
+    assert cli.trainer.global_step == 2
+    ckpt = torch.load(last, weights_only=True)
+    assert not [k for k in ckpt['state_dict'] if k.startswith('model.encoder.vit.')]
+    assert ckpt['sam_cffnet']['external_keys'] and ckpt['sam_cffnet']['preprocessing']['tile_size'] == 64
+    assert ckpt['lr_schedulers'] and ckpt['optimizer_states']
+
+    resumed_dir = ['--trainer.default_root_dir', str(tmp_path / 'resumed')]
+    cli2 = main(['fit', *common, *limits, *resumed_dir, '--trainer.max_epochs', '2', '--ckpt_path', str(last)])
+    assert cli2.trainer.global_step == 4 and cli2.trainer.current_epoch == 2
+    # the scheduler was restored from the checkpoint (T_max of the first run) and stepped on: exact resume
+    scheduler = cli2.trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.T_max == 1 and scheduler.last_epoch == 2
+    assert cli2.trainer.optimizers[0].state  # AdamW moments restored
+
+    # one call loads it back (frozen weights rebuilt from the SAM file), same outputs as the trained model
+    task = SegmentationTask.from_checkpoint(last)
+    trained = SegmentationTask.from_checkpoint(last)
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.equal(task(x), trained(x))
+    assert task.preprocessing['tile_size'] == 64
+
+    # another SAM file -> refused, naming the file trained with
+    other = tmp_path / 'other.pth'
+    torch.manual_seed(1)
+    torch.save({f'image_encoder.{k}': v for k, v in SAMEncoder('vit_tiny').vit.state_dict().items()}, other)
+    with pytest.raises(ValueError, match='frozen encoder weights differ'):
+        SegmentationTask.from_checkpoint(last, sam_checkpoint=str(other))
+
+    # a checkpoint of another model is refused (the CLI itself rebuilds the model from the checkpoint's
+    # hyper-parameters; a script can mix them up)
+    from lightning.pytorch import Trainer
+
+    from sam_cffnet.datamodules import BijieDataModule
+
+    other_task = SegmentationTask('sam_psp', {'encoder': 'vit_tiny', 'encoder_input_size': None}, in_channels=3)
+    dm = BijieDataModule(root=str(fake_roots['bijie']), tile_size=64, batch_size=2)
+    trainer = Trainer(accelerator='cpu', logger=False, enable_progress_bar=False, default_root_dir=tmp_path / 'o')
+    with pytest.raises(ValueError, match="trained with model 'sam_cffnet'"):
+        trainer.validate(other_task, dm, ckpt_path=last)
+
+    # export: self-contained, loads without the SAM file
+    from sam_cffnet.tasks import export_checkpoint
+
+    shared = export_checkpoint(last, tmp_path / 'shared.ckpt')
+    sam.unlink()
+    assert torch.equal(SegmentationTask.from_checkpoint(shared)(x), trained(x))
+    with pytest.raises(FileExistsError, match='overwrite'):
+        export_checkpoint(last, shared)
+
+
+def test_clear_errors_before_training(fake_roots: dict[str, Path], tmp_path: Path) -> None:
+    missing_sam = '{"encoder": "vit_tiny", "encoder_input_size": null, "sam_checkpoint": "/nowhere/sam_vit_l.pth"}'
+    with pytest.raises(FileNotFoundError, match='/nowhere/sam_vit_l.pth'):
+        main(['fit', *tiny_args('bijie.yaml', fake_roots['bijie'], tmp_path, model_args=missing_sam)])
+    with pytest.raises(Exception, match='nowhere'):
+        main(['fit', *tiny_args('bijie.yaml', tmp_path / 'nowhere', tmp_path, '--trainer.fast_dev_run', 'true')])
+    four_bands = '{"encoder": "vit_tiny", "encoder_input_size": null, "in_channels": 4}'
+    with pytest.raises(ValueError, match='band count mismatch: the data delivers 3-band'):
+        main(['fit', *tiny_args('bijie.yaml', fake_roots['bijie'], tmp_path, model_args=four_bands)])
+
+
+def test_tools(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(['models']) == 0
+    assert 'sam_cffnet' in capsys.readouterr().out.split()
+    assert main(['configs']) == 0
+    assert 'bijie.yaml' in capsys.readouterr().out
+
+
+DDP_SCRIPT = """
+import json, sys
+from sam_cffnet.cli import main
+cli = main(sys.argv[2:])
+if cli.trainer.global_rank == 0:
+    metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k.startswith('val_')}
+    open(sys.argv[1], 'w').write(json.dumps(metrics))
+"""
+
+
+def test_ddp_two_processes_match_single_process(fake_roots: dict[str, Path], tmp_path: Path) -> None:
+    """A 2-process DDP (gloo) validation gives the same global metrics as one process."""
+    sam = tmp_path / 'sam.pth'
+    torch.save({f'image_encoder.{k}': v for k, v in SAMEncoder('vit_tiny').vit.state_dict().items()}, sam)
+    model_args = json.dumps({'encoder': 'vit_tiny', 'encoder_input_size': None, 'sam_checkpoint': str(sam)})
+    # 4 val tiles: an even split over 2 ranks (DistributedSampler pads uneven splits by repeating tiles)
+    from conftest import load_fake_data_generator
+
+    root = load_fake_data_generator('reference_tiles').make_reference_tiles(tmp_path / 'ref', n_train=4, n_val=4)
+    args = tiny_args('reference_tiles.yaml', root, tmp_path, model_args=model_args)
+    args += ['--trainer.max_epochs', '1', '--trainer.limit_train_batches', '1']
+    cli = main(['fit', *args])
+    ckpt = cli.trainer.checkpoint_callback.last_model_path
+    script = tmp_path / 'run.py'
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, 'PYTHONPATH': str(Path(__file__).resolve().parents[1])}
+    results = {}
+    for devices in ('1', '2'):
+        out = tmp_path / f'metrics_{devices}.json'
+        cmd = [sys.executable, str(script), str(out), 'validate', *args, '--ckpt_path', ckpt,
+               '--trainer.devices', devices, '--data.init_args.batch_size', '1',
+               '--trainer.default_root_dir', str(tmp_path / f'ddp{devices}')]  # fmt: skip
+        if devices == '2':
+            cmd += ['--trainer.strategy', 'ddp']
+        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results[devices] = json.loads(out.read_text())
+    assert results['1'].keys() == results['2'].keys()
+    for key in ('val_landslide_iou', 'val_miou', 'val_macro_f1', 'val_overall_accuracy'):
+        assert results['2'][key] == pytest.approx(results['1'][key], abs=1e-6), key
