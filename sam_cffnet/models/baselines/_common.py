@@ -70,7 +70,7 @@ def load_encoder_weights(
     missing = sorted(set(expected) - set(best))
     if missing:
         warnings.warn(f'{path}: {len(missing)} encoder tensors keep their random init: {missing[:3]}', stacklevel=2)
-    encoder.load_state_dict(best, strict=False)
+    nn.Module.load_state_dict(encoder, best, strict=False)  # smp's MiT overrides load_state_dict without strict
     if in_channels != 3:
         patch_first_conv(encoder, in_channels, pretrained=True)
 

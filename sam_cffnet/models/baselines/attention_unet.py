@@ -55,6 +55,25 @@ class UpStage(nn.Module):
         return self.conv(torch.cat([self.gate(g, skip), g], dim=1))
 
 
+class UNetEncoder(nn.Module):
+    """The contracting path: ConvBlocks at widths ``widths`` with 2x2 max pooling between them.
+
+    Shapes: B x C_in x H x W -> [B x widths[i] x H/2^i x W/2^i for each level i].
+    """
+
+    def __init__(self, in_channels: int, widths: list[int]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(ConvBlock(c_in, c_out) for c_in, c_out in zip([in_channels, *widths], widths))
+        self.pool = nn.MaxPool2d(2, 2)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        skips = []
+        for i, block in enumerate(self.blocks):
+            x = block(x if i == 0 else self.pool(x))
+            skips.append(x)
+        return skips
+
+
 @register_model('attention_unet')
 class AttentionUNet(LandslideModel):
     """Attention U-Net, trained from scratch.
@@ -74,8 +93,7 @@ class AttentionUNet(LandslideModel):
         super().__init__()
         self.in_channels = in_channels
         widths = [base_channels * 2**i for i in range(5)]
-        self.encoder = nn.ModuleList(ConvBlock(c_in, c_out) for c_in, c_out in zip([in_channels, *widths], widths))
-        self.pool = nn.MaxPool2d(2, 2)
+        self.encoder = UNetEncoder(in_channels, widths)
         self.decoder = nn.ModuleList(UpStage(c) for c in reversed(widths[:-1]))
         self.head = nn.Conv2d(base_channels, 1, 1)
         if encoder_weights is not None:
@@ -84,10 +102,7 @@ class AttentionUNet(LandslideModel):
     def forward(self, image: Tensor) -> Tensor:
         """B x in_channels x H x W -> B x 1 x H x W logits."""
         x, (h, w) = pad_to_multiple(image, 16)
-        skips = []
-        for i, block in enumerate(self.encoder):
-            x = block(x if i == 0 else self.pool(x))
-            skips.append(x)
+        skips = self.encoder(x)
         x = skips.pop()
         for stage in self.decoder:
             x = stage(x, skips.pop())

@@ -3,7 +3,8 @@
 The authors' README points to yassouali/pytorch_segmentation's ``deeplabv3_plus.py``, whose ResNet option is a
 dilated ResNet-101 at output stride 16 with an ASPP (rates 6/12/18) and a 48-channel low-level skip at 1/4. smp's
 ``DeepLabV3Plus`` is the same design (its ASPP uses separable convs and rates 12/24/36 by default; we set the paper's
-6/12/18 and plain convs).
+6/12/18 and plain convs). The BatchNorm of ASPP's image-pooling branch uses its running statistics when it trains on a
+batch of one (PyTorch refuses batch statistics over one value per channel), as in SAM-CFFNet's ASPP.
 """
 
 from __future__ import annotations
@@ -11,13 +12,26 @@ from __future__ import annotations
 import os
 
 import segmentation_models_pytorch as smp
-from torch import Tensor
+from segmentation_models_pytorch.decoders.deeplabv3.decoder import ASPPPooling
+from torch import Tensor, nn
 
 from ..base import LandslideModel
+from ..decoders.psp import PooledBatchNorm2d
 from ..registry import register_model
 from ._common import load_encoder_weights, pad_to_multiple
 
 __all__ = ['DeepLabV3Plus']
+
+
+def _batch_one_safe_pooling(net: nn.Module) -> None:
+    """Let the ASPP image-pooling BatchNorm train with a batch of one (it sees one value per channel there)."""
+    for module in net.modules():
+        if isinstance(module, ASPPPooling):
+            for i, layer in enumerate(module):
+                if type(layer) is nn.BatchNorm2d:
+                    safe = PooledBatchNorm2d(layer.num_features, layer.eps, layer.momentum)
+                    safe.load_state_dict(layer.state_dict())
+                    module[i] = safe
 
 
 @register_model('deeplabv3plus')
@@ -61,6 +75,7 @@ class DeepLabV3Plus(LandslideModel):
         )
         if encoder_weights is not None:
             load_encoder_weights(self.net.encoder, encoder_weights, in_channels)
+        _batch_one_safe_pooling(self.net)
 
     def forward(self, image: Tensor) -> Tensor:
         """B x in_channels x H x W -> B x 1 x H x W logits."""
