@@ -33,7 +33,7 @@ import os
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -443,7 +443,7 @@ def map_scene(
         alpha = src.count > 1 and src.colorinterp[-1] == ColorInterp.alpha
         spec_idx, dem_idx = resolve_input_bands(src.count, pre, input_path, alpha_last=alpha)
         height, width = src.height, src.width
-        georef = src.crs is not None
+        crs_text = str(src.crs) if src.crs is not None else None
         band_names = (['landslide_probability'] if write_probability else []) + (
             ['landslide_mask'] if write_mask else []
         )
@@ -457,12 +457,12 @@ def map_scene(
         try:
             output_path.parent.mkdir(parents=True, exist_ok=True)
             tmp_paths.append(tmp_out)
-            dst = rasterio.open(tmp_out, 'w', **profile)
-            mask_dst = None
-            if vec_path is not None and not write_mask:
-                tmp_paths.append(tmp_mask)
-                mask_dst = rasterio.open(tmp_mask, 'w', **{**profile, 'count': 1})
-            with dst:
+            with ExitStack() as stack:
+                dst = stack.enter_context(rasterio.open(tmp_out, 'w', **profile))
+                mask_dst = None
+                if vec_path is not None and not write_mask:
+                    tmp_paths.append(tmp_mask)
+                    mask_dst = stack.enter_context(rasterio.open(tmp_mask, 'w', **{**profile, 'count': 1}))
                 for i, name in enumerate(band_names, 1):
                     dst.set_band_description(i, name)
                 if write_probability:
@@ -479,8 +479,6 @@ def map_scene(
                     src, spec_idx, dem_idx, runner, tile, ov, batch_size, block_width, threshold, dst,
                     write_probability, write_mask, mask_dst, progress, input_path.name,
                 )  # fmt: skip
-                if mask_dst is not None:
-                    mask_dst.close()
             n_polygons = None
             if vec_path is not None:
                 mask_file, mask_band = (tmp_out, len(band_names)) if write_mask else (tmp_mask, 1)
@@ -503,7 +501,7 @@ def map_scene(
         'polygons': str(vec_path) if vec_path is not None else None,
         'height': height,
         'width': width,
-        'crs': str(src.crs) if georef else None,
+        'crs': crs_text,
         'bands_used': {'spectral': spec_idx, 'dem': dem_idx},
         'output_bands': band_names,
         'tile_size': tile,

@@ -195,6 +195,9 @@ def test_vectorize_merges_across_blocks_and_filters_area(tmp_path: Path) -> None
 
     poly = shapely.from_wkb(geometry[0])
     assert poly.geom_type == 'Polygon' and poly.bounds == (500_010.0, 2_999_950.0, 500_050.0, 2_999_990.0)
+    empty = write_geotiff(tmp_path / 'empty.tif', np.zeros((1, 8, 8), np.uint8))
+    assert vectorize_mask(empty, tmp_path / 'empty.geojson') == 0
+    assert pyogrio.read_info(tmp_path / 'empty.geojson')['features'] == 0
 
 
 # ---------------------------------------------------------------------------------------------- errors, atomicity
