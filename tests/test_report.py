@@ -1,0 +1,107 @@
+"""The efficiency report: exact parameter counts and FLOPs against the reference spec, config handling, output."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from sam_cffnet.models import build_model
+from sam_cffnet.report import build_meta_model, format_csv, load_model_block, model_report, run_report
+
+#: reference_sam_cffnet.md 3.9 / 3.10 (ViT-L, 256 px tile, batch 1).
+REF_TRAINABLE = 4_258_723
+REF_TOTAL = 312_536_995
+SAM_NECK_PARAMS = 852_992  # never built here (the reference computes it and throws it away)
+REF_ENCODER_GFLOPS = 2985.68
+NECK_GFLOPS = 6.98
+REF_DECODER_GFLOPS = 128.87
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def sam_cffnet_row() -> dict:
+    """The report of the shipped SAM-CFFNet config (ViT-L on the meta device), through run_report."""
+    out = io.StringIO()
+    return {**run_report('models/sam_cffnet.yaml', out=out), 'printed': out.getvalue()}
+
+
+def test_sam_cffnet_matches_the_reference(sam_cffnet_row: dict) -> None:
+    row = sam_cffnet_row
+    assert row['model'] == 'sam_cffnet' and row['tile_size'] == 256
+    assert row['params_trainable'] == REF_TRAINABLE
+    assert row['params_decoder'] == REF_TRAINABLE
+    assert row['params_total'] == REF_TOTAL - SAM_NECK_PARAMS
+    assert row['params_frozen'] == row['params_encoder'] == REF_TOTAL - REF_TRAINABLE - SAM_NECK_PARAMS
+    assert row['gflops_encoder'] == pytest.approx(REF_ENCODER_GFLOPS - NECK_GFLOPS, abs=0.01)
+    assert row['gflops_decoder'] == pytest.approx(REF_DECODER_GFLOPS, abs=0.01)
+    assert row['gflops'] == pytest.approx(3114.55 - NECK_GFLOPS, abs=0.02)
+    assert '4,258,723' in row['printed'] and 'GFLOPs/tile' in row['printed']
+
+
+def test_real_and_meta_models_give_the_same_report() -> None:
+    args = {'encoder': 'vit_tiny', 'encoder_input_size': None}
+    real = build_model('sam_psp', **args).train()
+    meta = build_meta_model('sam_psp', args)
+    assert next(meta.parameters()).is_meta
+    a, b = model_report(real, 64), model_report(meta, 64)
+    assert a == {**b, 'model': a['model']} and a['gflops_encoder'] > 0 and a['gflops_decoder'] > 0
+    assert real.training and not next(real.parameters()).is_meta  # the model itself is untouched
+    # the FLOPs scale with the tile when the encoder runs at the tile's own size
+    assert model_report(meta, 128)['gflops_encoder'] > 3.9 * a['gflops_encoder']
+
+
+def test_baseline_split_and_counts() -> None:
+    row = model_report(build_meta_model('attention_unet', {'base_channels': 64}), 256, name='attention_unet')
+    assert row['params_total'] == row['params_trainable'] == 34_878_573 and row['params_frozen'] == 0
+    assert row['gflops'] == pytest.approx(132.85, abs=0.01)  # the usual 66.4 GMACs at 256 px
+    assert 0 < row['gflops_encoder'] < row['gflops']
+    # smp's MiT constructor needs real scalars: still built without real weights, and split encoder / decoder
+    seg = build_meta_model('segformer', {'encoder': 'mit_b0', 'encoder_weights': '/no/such/file.pth'})
+    assert model_report(seg, 64)['params_encoder'] == sum(p.numel() for p in seg.net.encoder.parameters())
+
+
+def test_load_model_block_forms(tmp_path: Path) -> None:
+    data = tmp_path / 'data.yaml'
+    data.write_text(
+        'model:\n  class_path: sam_cffnet.tasks.SegmentationTask\n  init_args:\n    model: sam_cffnet\n'
+        '    model_args: {encoder: vit_b, shared: false}\n    lr: 0.1\n'
+        'data:\n  class_path: X\n  init_args: {tile_size: 128, root: here}\n'
+    )
+    # later files replace model_args whole, as jsonargparse does with --config a --config b
+    name, args, data_args = load_model_block([data, 'models/sam_psp.yaml'])
+    assert name == 'sam_psp' and 'shared' not in args and args['encoder'] == 'vit_l'
+    assert data_args['tile_size'] == 128
+    assert load_model_block({'model': 'hrnet', 'model_args': {'encoder': 'hrnet_w18'}, 'in_channels': 4})[1] == {
+        'encoder': 'hrnet_w18',
+        'in_channels': 4,
+    }
+    with pytest.raises(ValueError, match='no model'):
+        load_model_block({'data': {}})
+
+
+def test_run_report_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    block = {
+        'model': 'sam_aspp',
+        'model_args': {'encoder': 'vit_tiny', 'encoder_input_size': None, 'sam_checkpoint': 'x'},
+    }
+    path = tmp_path / 'r.csv'
+    row = run_report(block, csv=path, tile_size=64, in_channels=5)
+    printed = capsys.readouterr().out
+    assert 'sam_aspp' in printed and path.read_text() == format_csv([row])
+    rec = next(csv.DictReader(io.StringIO(path.read_text())))
+    assert int(rec['params_total']) == row['params_total'] and rec['tile_size'] == '64'
+    run_report(block, csv='-', tile_size=64)
+    out = capsys.readouterr().out
+    assert out.startswith('model,tile_size,params_total,params_trainable,params_frozen')
