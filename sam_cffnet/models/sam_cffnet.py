@@ -43,20 +43,34 @@ class SAMSegmenter(LandslideModel):
         """Bands the model takes."""
         return self.encoder.in_channels
 
-    def forward(self, image: Tensor) -> Tensor:
+    #: batch keys passed to ``forward`` after ``input_keys`` when the batch has them (cached encoder features).
+    optional_input_keys: tuple[str, ...] = ('features',)
+
+    def forward(self, image: Tensor, features: Sequence[Tensor] | None = None) -> Tensor:
         """Landslide logits.
 
         Args:
             image: B x in_channels x H x W floats (reference convention: 3 bands in [0, 1]).
+            features: precomputed encoder features (e.g. from :mod:`sam_cffnet.features`), each B x C x S/16 x S/16;
+                the frozen ViT is then skipped (only band adaptation and resize of ``image`` run, for the decoder).
 
         Returns:
             B x 1 x H x W logits (no sigmoid).
         """
-        out = self.encoder(image)
+        if features is not None:
+            from ..features.cache import encoder_output_from_features
+
+            out = encoder_output_from_features(self.encoder, image, features)
+        else:
+            out = self.encoder(image)
         logits = self.decoder(out.features, out.image)
         if logits.shape[-2:] != image.shape[-2:]:
             logits = F.interpolate(logits, size=image.shape[-2:], mode='bilinear', align_corners=False)
         return logits
+
+    def training_outputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Logits (from cached ``batch['features']`` when present) and no auxiliary loss."""
+        return self(batch['image'], batch.get('features')), {}
 
     def external_state_keys(self) -> list[str]:
         """The frozen ViT's weights when they come from a SAM checkpoint file (random ones must be saved)."""
@@ -73,6 +87,9 @@ def build_sam_encoder(
     in_channels: int = 3,
     band_adapter: Literal['select', 'project'] = 'select',
     band_indices: Sequence[int] | None = None,
+    attention: Literal['reference', 'sdpa'] = 'reference',
+    autocast: Literal['none', 'bf16'] = 'none',
+    channels_last: bool = False,
 ) -> SAMEncoder:
     """The frozen SAM encoder from the model-level arguments shared by SAM-CFFNet and its decoder ablations.
 
@@ -87,6 +104,9 @@ def build_sam_encoder(
         in_channels=in_channels,
         band_adapter=band_adapter,
         band_indices=band_indices,
+        attention=attention,
+        autocast=autocast,
+        channels_last=channels_last,
     )
 
 
@@ -106,6 +126,10 @@ class SAMCFFNet(SAMSegmenter):
         band_indices: the bands used as R, G, B.
         shared: CFFD weight sharing (reference: True, 4,258,723 trainable parameters with ViT-L; False: 15,068,167).
         decoder_channels: CFFD width (reference 256).
+        attention: encoder attention, ``'reference'`` or ``'sdpa'`` (same result, less memory; see
+            ``encoders/attention.py``).
+        autocast: ``'none'`` (fp32, reference) or ``'bf16'`` encoder autocast.
+        channels_last: channels-last patch embedding of the encoder.
 
     Example:
         >>> model = SAMCFFNet.from_reference_checkpoint('checkpoints/BJL_best.pth.tar')  # doctest: +SKIP
@@ -123,10 +147,14 @@ class SAMCFFNet(SAMSegmenter):
         band_indices: Sequence[int] | None = None,
         shared: bool = True,
         decoder_channels: int = 256,
+        attention: Literal['reference', 'sdpa'] = 'reference',
+        autocast: Literal['none', 'bf16'] = 'none',
+        channels_last: bool = False,
     ) -> None:
         enc = build_sam_encoder(
-            encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices
-        )
+            encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices,
+            attention, autocast, channels_last,
+        )  # fmt: skip
         super().__init__(enc, CFFD(enc.embed_dim, decoder_channels, 64, shared))
 
     @classmethod

@@ -110,7 +110,12 @@ class SegmentationTask(LightningModule):
         missing = [k for k in keys if k not in batch]
         if missing:
             raise KeyError(f'the model needs batch keys {list(keys)}, the datamodule gave {sorted(batch)}')
-        return [batch[k] for k in keys]
+        inputs = [batch[k] for k in keys]
+        for key in getattr(self.model, 'optional_input_keys', ()):  # e.g. cached encoder 'features', in order
+            if key not in batch:
+                break
+            inputs.append(batch[key])
+        return inputs
 
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:

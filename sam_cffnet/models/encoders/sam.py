@@ -31,6 +31,7 @@ from segment_anything.modeling import ImageEncoderViT
 from torch import Tensor, nn
 
 from ...checkpoint import load_checkpoint_file
+from .attention import configure_encoder_speed
 
 __all__ = [
     'SAM_PIXEL_MEAN',
@@ -229,6 +230,10 @@ class SAMEncoder(nn.Module):
         band_indices: the 3 bands used as RGB.
         out_indices: blocks whose outputs are returned (default: the global-attention blocks).
         injector: optional trainable :class:`BlockInjector` acting on the tokens (e.g. TransLandSeg's ATL).
+        attention: ``'reference'`` (segment_anything's attention) or ``'sdpa'`` (same result, memory-efficient);
+            see :mod:`.attention`.
+        autocast: ``'none'`` (fp32) or ``'bf16'`` (bf16 autocast of the ViT; float32 features out).
+        channels_last: channels-last patch embedding.
 
     Shapes:
         input B x in_channels x H x W, floats (reference: [0, 1]); output :class:`EncoderOutput` with
@@ -246,6 +251,9 @@ class SAMEncoder(nn.Module):
         band_indices: Sequence[int] | None = None,
         out_indices: Sequence[int] | None = None,
         injector: BlockInjector | None = None,
+        attention: Literal['reference', 'sdpa'] = 'reference',
+        autocast: Literal['none', 'bf16'] = 'none',
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         if variant not in SAM_VARIANTS:
@@ -294,6 +302,7 @@ class SAMEncoder(nn.Module):
             p.requires_grad_(False)
         self.vit.eval()
         self.injector = injector
+        configure_encoder_speed(self, attention, autocast, channels_last)
 
     # ------------------------------------------------------------------ weights
     def load_weights(self, path: str | os.PathLike[str]) -> None:

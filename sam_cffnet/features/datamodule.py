@@ -1,0 +1,212 @@
+"""Train and validate the head from cached encoder features: a datamodule wrapper.
+
+:class:`CachedFeatureDataModule` wraps any landslide datamodule. Its batches are the wrapped datamodule's batches
+(same tiles, same order, same normalization) plus ``features``: the frozen SAM encoder's feature levels, read from
+the cache (float16, B x C x h x w each). ``SAMSegmenter`` then skips the ViT (``forward(image, features)``); only the
+cheap band selection / resize of ``image`` for the decoder's shallow branch runs.
+
+YAML (``python -m sam_cffnet fit --config ...``)::
+
+    data:
+      class_path: sam_cffnet.features.CachedFeatureDataModule
+      init_args:
+        cache_dir: feature_cache/bijie
+        datamodule:
+          class_path: sam_cffnet.datamodules.BijieDataModule
+          init_args: {root: data/bijie, batch_size: 8}
+
+At ``setup`` the cache of each split is looked up by its key, computed from the model being trained (encoder
+weights fingerprint, input size, normalization, bands, taps, autocast) and the datamodule's configuration; a
+missing cache is extracted with the model's own encoder (``build: true``, on the trainer's device) or refused with
+the list of differing settings (``build: false``). No augmentation: see :mod:`sam_cffnet.features.cache`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from .cache import (
+    HEADER,
+    CacheError,
+    FeatureCache,
+    cache_key,
+    datamodule_cache_config,
+    describe_stale,
+    encoder_cache_config,
+    find_cache,
+    tile_hash,
+)
+from .extract import SPLITS, extract_split, split_datasets
+
+__all__ = ['CachedFeatureDataModule', 'CachedTiles']
+
+_STAGE_SPLITS = {'fit': ('train', 'val'), 'validate': ('val',), 'test': ('test',), 'predict': ('predict',)}
+
+
+class CachedTiles(Dataset[dict[str, Tensor]]):
+    """A split's tiles with their cached features (``sample['features']``: list of float16 C x h x w).
+
+    Args:
+        dataset: the raw split dataset (the one the cache was extracted from, same order).
+        cache: its :class:`FeatureCache`.
+        check_tiles: hash every served tile and compare with the hash stored at extraction (cheap; catches data
+            that changed after extraction).
+    """
+
+    def __init__(self, dataset: Dataset[dict[str, Tensor]], cache: FeatureCache, check_tiles: bool = True) -> None:
+        if len(dataset) != len(cache):  # type: ignore[arg-type]
+            raise CacheError(f'{cache.path}: {len(cache)} cached tiles, the split has {len(dataset)}')  # type: ignore
+        self.dataset = dataset
+        self.cache = cache
+        self.check_tiles = check_tiles
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        sample = dict(self.dataset[index])
+        if self.check_tiles and tile_hash(sample) != int(self.cache.hashes[index]):
+            raise CacheError(
+                f'{self.cache.path}: tile {index} differs from the tile its features were extracted from (the data '
+                f'changed since extraction); extract again with overwrite'
+            )
+        sample['features'] = self.cache.features(index)
+        return sample
+
+    def plot(self, *args: Any, **kwargs: Any) -> Any:
+        """Delegate to the wrapped dataset."""
+        return self.dataset.plot(*args, **kwargs)  # type: ignore[attr-defined]
+
+
+class CachedFeatureDataModule(LightningDataModule):
+    """Serve a datamodule's batches with the frozen encoder's features read from a cache.
+
+    Args:
+        datamodule: the wrapped datamodule (e.g. ``BijieDataModule``); ``augment`` must be off.
+        cache_dir: the cache root (one sub-folder per split and key).
+        build: extract a missing cache with the trained model's encoder at setup (False: refuse).
+        overwrite: rebuild the caches even when up to date.
+        extract_batch_size: tiles per encoder call when extracting (default: the datamodule's batch size).
+        extract_device: ``'auto'`` (the trainer's device, else CPU) or a device name.
+        verify: ``'size'`` (header and file sizes) or ``'full'`` (also checksums) when opening a cache.
+        check_tiles: compare every served tile with the hash stored at extraction.
+        encoder: the encoder to key (and build) the caches with; default: ``trainer.lightning_module.model.encoder``.
+    """
+
+    def __init__(
+        self,
+        datamodule: LightningDataModule,
+        cache_dir: str = 'feature_cache',
+        build: bool = True,
+        overwrite: bool = False,
+        extract_batch_size: int | None = None,
+        extract_device: str = 'auto',
+        verify: Literal['size', 'full'] = 'size',
+        check_tiles: bool = True,
+        encoder: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        if getattr(datamodule, 'augment', False):
+            raise ValueError(
+                'the feature cache supports no augmentation (flips/rotations of a tile do not map exactly onto its '
+                'cached ViT features); set augment: false on the wrapped datamodule or train without the cache'
+            )
+        self.datamodule = datamodule
+        self.cache_dir = cache_dir
+        self.build = build
+        self.overwrite = overwrite
+        self.extract_batch_size = extract_batch_size
+        self.extract_device = extract_device
+        self.verify = verify
+        self.check_tiles = check_tiles
+        self.encoder = encoder
+        self.caches: dict[str, FeatureCache] = {}
+        self._rebuilt: set[str] = set()
+
+    # ------------------------------------------------------------------ what the task and CLI read
+    @property
+    def num_channels(self) -> int:
+        """Channels of ``batch['image']`` (the wrapped datamodule's)."""
+        return int(self.datamodule.num_channels)  # type: ignore[attr-defined]
+
+    @property
+    def tile_size(self) -> int:
+        """Tile edge of the wrapped datamodule."""
+        return int(self.datamodule.tile_size)  # type: ignore[attr-defined]
+
+    def preprocessing_config(self) -> dict[str, Any]:
+        """The wrapped datamodule's input pipeline (what checkpoints record)."""
+        return self.datamodule.preprocessing_config()  # type: ignore[attr-defined,no-any-return]
+
+    # ------------------------------------------------------------------ set-up
+    def prepare_data(self) -> None:
+        """The wrapped datamodule's ``prepare_data``."""
+        self.datamodule.prepare_data()
+
+    def _encoder(self) -> nn.Module:
+        if self.encoder is not None:
+            return self.encoder
+        module = getattr(self.trainer, 'lightning_module', None) if self.trainer is not None else None
+        encoder = getattr(getattr(module, 'model', None), 'encoder', None)
+        if encoder is None or not hasattr(encoder, 'fingerprint'):
+            raise ValueError(
+                'CachedFeatureDataModule needs the frozen SAM encoder the head is trained on: use it with a '
+                'SAM-based model in a Trainer, or pass encoder='
+            )
+        return encoder
+
+    def _device(self) -> torch.device | None:
+        if self.extract_device != 'auto':
+            return torch.device(self.extract_device)
+        if self.trainer is not None:
+            return self.trainer.strategy.root_device
+        return None
+
+    def setup(self, stage: str) -> None:
+        """Set up the wrapped datamodule and attach (building if allowed) the caches of the stage's splits."""
+        encoder = self._encoder()
+        splits = _STAGE_SPLITS.get(stage, ())
+        raw = split_datasets(self.datamodule, splits)
+        enc_config = encoder_cache_config(encoder)
+        data_config = datamodule_cache_config(self.datamodule)
+        for split, dataset in raw.items():
+            key = cache_key(enc_config, data_config, split, len(dataset))  # type: ignore[arg-type]
+            path = find_cache(self.cache_dir, key, self.verify)
+            rebuild = self.overwrite and split not in self._rebuilt
+            if rebuild or not (path / HEADER).exists():
+                if not self.build:
+                    stale = describe_stale(self.cache_dir, key)
+                    raise CacheError(f'no feature cache for this model and data: {stale}; run '
+                                     '`python -m sam_cffnet extract-features` or set build: true')  # fmt: skip
+                extract_split(encoder, self.datamodule, split, self.cache_dir, self.extract_batch_size,
+                              device=self._device(), overwrite=True, dataset=dataset)  # fmt: skip
+                self._rebuilt.add(split)
+            self.caches[split] = FeatureCache(path, self.verify)
+            wrapped = CachedTiles(dataset, self.caches[split], self.check_tiles)
+            setattr(self.datamodule, SPLITS[split][1], wrapped)
+
+    # ------------------------------------------------------------------ loaders and batches
+    def train_dataloader(self) -> DataLoader[dict[str, Tensor]]:
+        return self.datamodule.train_dataloader()
+
+    def val_dataloader(self) -> DataLoader[dict[str, Tensor]]:
+        return self.datamodule.val_dataloader()
+
+    def test_dataloader(self) -> DataLoader[dict[str, Tensor]]:
+        return self.datamodule.test_dataloader()
+
+    def predict_dataloader(self) -> DataLoader[dict[str, Tensor]]:
+        return self.datamodule.predict_dataloader()
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        """The wrapped datamodule's normalization (features pass through untouched)."""
+        features = batch.pop('features', None)
+        batch = self.datamodule.on_after_batch_transfer(batch, dataloader_idx)
+        if features is not None:
+            batch['features'] = features
+        return batch

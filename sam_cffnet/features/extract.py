@@ -1,0 +1,355 @@
+"""Feature extraction: run the frozen SAM encoder once over a split (or an image folder) and write a feature cache.
+
+Command line (``python -m sam_cffnet extract-features --help``)::
+
+    # the cache a training run with this config uses (train and val splits of its datamodule)
+    python -m sam_cffnet extract-features --config bijie.yaml --split train val --output feats/
+    # SAM embeddings of a folder of images, for other models
+    python -m sam_cffnet extract-features --images tiles/ --encoder vit_l --sam-checkpoint sam_vit_l_0b3195.pth \
+        --output feats/
+
+The disk size is printed before starting and the run is refused when the file system has less free space.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from .cache import (
+    HEADER,
+    FeatureCacheWriter,
+    cache_key,
+    check_disk_space,
+    datamodule_cache_config,
+    encoder_cache_config,
+    find_cache,
+    format_bytes,
+    required_bytes,
+    tile_hash,
+)
+
+__all__ = ['SPLITS', 'extract_dataset', 'extract_folder', 'extract_split', 'main', 'split_datasets']
+
+#: split name -> (datamodule stage, dataset attribute).
+SPLITS: dict[str, tuple[str, str]] = {
+    'train': ('fit', 'train_dataset'),
+    'val': ('fit', 'val_dataset'),
+    'test': ('test', 'test_dataset'),
+    'predict': ('predict', 'predict_dataset'),
+}
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff')
+
+
+def split_datasets(datamodule: Any, splits: Sequence[str]) -> dict[str, Dataset[dict[str, Tensor]]]:
+    """The raw datasets of ``splits`` (``train``, ``val``, ``test``, ``predict``), after the datamodule's setup.
+
+    Raises:
+        ValueError: unknown split name, or a split the datamodule does not have.
+    """
+    out = {}
+    for split in splits:
+        if split not in SPLITS:
+            raise ValueError(f'unknown split {split!r}; choose from {list(SPLITS)}')
+        stage, attr = SPLITS[split]
+        datamodule.setup(stage)
+        dataset = getattr(datamodule, attr, None)
+        if dataset is None:
+            raise ValueError(f'{type(datamodule).__name__} has no {split} split')
+        out[split] = dataset
+    return out
+
+
+class _HashingCollate:
+    """Collate that also returns the :func:`tile_hash` of every raw sample (picklable for workers)."""
+
+    def __init__(self, collate: Callable[[list[Any]], Any]) -> None:
+        self.collate = collate
+
+    def __call__(self, samples: list[dict[str, Tensor]]) -> tuple[Any, list[int]]:
+        return self.collate(samples), [tile_hash(s) for s in samples]
+
+
+def extract_dataset(
+    encoder: nn.Module,
+    dataset: Dataset[dict[str, Tensor]],
+    path: str | os.PathLike[str],
+    key: dict[str, Any],
+    tile_size: tuple[int, int],
+    transform: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
+    collate_fn: Callable[[list[Any]], Any] = default_collate,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    device: str | torch.device | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    extra_header: dict[str, Any] | None = None,
+) -> Path:
+    """Run ``encoder`` over ``dataset`` in order and write the cache ``path`` (core of the other functions).
+
+    Args:
+        encoder: the frozen SAM encoder.
+        dataset: samples with ``image`` (C x H x W) and optionally ``mask``/``dem``.
+        path: the cache folder.
+        key: the cache key (its ``num_tiles`` must equal ``len(dataset)``).
+        tile_size: (H, W) of the images the encoder receives (after ``transform``).
+        transform: applied to each batch on the device before the encoder (the datamodule's normalization).
+        collate_fn: the loader's collate.
+        batch_size: tiles per encoder call.
+        num_workers: DataLoader workers.
+        device: where the encoder runs (default: where it is). The encoder is moved back afterwards.
+        overwrite: replace an existing (or unfinished) cache folder.
+        progress: show a tqdm bar.
+        extra_header: more entries for the header.
+
+    Returns:
+        The cache folder.
+    """
+    from tqdm.auto import tqdm
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        state = 'a finished' if (path / HEADER).exists() else 'an UNFINISHED (interrupted?)'
+        raise FileExistsError(f'{path} holds {state} feature cache; pass overwrite=True (--overwrite) to replace it')
+    n = len(dataset)
+    if n != key['num_tiles']:
+        raise ValueError(f'the key announces {key["num_tiles"]} tiles, the dataset has {n}')
+    grid = encoder.feature_grid(*tile_size)
+    level_shapes = [(encoder.embed_dim, *grid)] * len(encoder.out_indices)
+    needed = required_bytes(n, level_shapes)
+    free = check_disk_space(path.parent, needed)
+    print(
+        f'feature cache {path}: {n} tiles x {len(level_shapes)} levels of {level_shapes[0]} float16 = '
+        f'{format_bytes(needed)} on disk ({format_bytes(free)} free)'
+    )
+    home = next(encoder.parameters()).device
+    device = torch.device(device) if device is not None else home
+    was_training = encoder.training
+    encoder.to(device).eval()
+    writer = FeatureCacheWriter(path, key, level_shapes, overwrite=overwrite)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=_HashingCollate(collate_fn))  # fmt: skip
+    start = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            for batch, hashes in tqdm(loader, desc=f'SAM features {key["split"]}', unit='batch', disable=not progress):
+                batch = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+                if transform is not None:
+                    batch = transform(batch)
+                writer.write(encoder(batch['image']).features, hashes)
+    finally:
+        encoder.to(home).train(was_training)
+    seconds = time.perf_counter() - start
+    out = writer.finish({'extraction_seconds': round(seconds, 3), 'device': str(device), **(extra_header or {})})
+    print(f'wrote {out} in {seconds:.1f} s ({n / max(seconds, 1e-9):.2f} tiles/s)')
+    return out
+
+
+def extract_split(
+    encoder: nn.Module,
+    datamodule: Any,
+    split: str,
+    root: str | os.PathLike[str],
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    device: str | torch.device | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    dataset: Dataset[dict[str, Tensor]] | None = None,
+) -> Path:
+    """Extract the cache of one split of a datamodule under ``root`` (a no-op when it is up to date).
+
+    Args:
+        encoder: the frozen SAM encoder (as configured for training: size, input size, normalization, bands).
+        datamodule: a :class:`~sam_cffnet.datamodules.LandslideDataModule` (its normalization is applied as in
+            training; no augmentation).
+        split: ``'train'``, ``'val'``, ``'test'`` or ``'predict'``.
+        root: the cache root; the cache is ``root/<split>-<key hash>``.
+        batch_size: tiles per encoder call (default: the datamodule's).
+        num_workers: loader workers (default: the datamodule's).
+        device: where the encoder runs.
+        overwrite: rebuild even when a finished cache with this key exists.
+        progress: tqdm bar.
+        dataset: the split's raw dataset when already set up (skips ``datamodule.setup``).
+
+    Returns:
+        The cache folder.
+    """
+    if dataset is None:
+        dataset = split_datasets(datamodule, [split])[split]
+    key = cache_key(encoder_cache_config(encoder), datamodule_cache_config(datamodule), split, len(dataset))
+    path = find_cache(root, key)
+    if (path / HEADER).exists() and not overwrite:
+        print(f'feature cache {path} is up to date ({len(dataset)} tiles)')
+        return path
+    unfinished = path.exists() and not (path / HEADER).exists()
+    if unfinished and not overwrite:
+        raise FileExistsError(
+            f'{path} holds an UNFINISHED (interrupted?) feature cache; pass --overwrite to rebuild it'
+        )
+    tile = int(datamodule.tile_size)
+    return extract_dataset(
+        encoder, dataset, path, key, (tile, tile),
+        transform=lambda b: datamodule.on_after_batch_transfer(b, 0),
+        collate_fn=getattr(datamodule, 'collate_fn', None) or default_collate,
+        batch_size=batch_size or int(getattr(datamodule, 'batch_size', 8) or 8),
+        num_workers=int(num_workers if num_workers is not None else getattr(datamodule, 'num_workers', 0)),
+        device=device, overwrite=True, progress=progress,
+    )  # fmt: skip
+
+
+class ImageFolder(Dataset[dict[str, Tensor]]):
+    """Images of a folder (PNG/JPEG/TIFF readable by Pillow), as C x H x W float32 times ``scale``.
+
+    Args:
+        folder: the folder (not recursive).
+        scale: multiplies the pixel values (default 1/255: 8-bit images to [0, 1], the reference convention).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], scale: float = 1 / 255) -> None:
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise FileNotFoundError(f'{self.folder}: not a folder of images')
+        self.files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise FileNotFoundError(f'{self.folder}: no images ({", ".join(IMAGE_SUFFIXES)})')
+        self.scale = float(scale)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        from PIL import Image
+
+        f = self.files[index]
+        try:
+            with Image.open(f) as im:
+                arr = np.asarray(im)
+        except OSError as err:
+            raise ValueError(f'{f}: cannot read the image ({err})') from err
+        arr = arr[..., None] if arr.ndim == 2 else arr
+        return {'image': torch.from_numpy(arr.astype(np.float32) * self.scale).permute(2, 0, 1).contiguous()}
+
+
+def extract_folder(
+    encoder: nn.Module,
+    folder: str | os.PathLike[str],
+    root: str | os.PathLike[str],
+    scale: float = 1 / 255,
+    batch_size: int = 4,
+    device: str | torch.device | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """SAM features of every image of ``folder`` (sorted by name; the names are in the header's ``files``).
+
+    The images must all have the same size (the encoder resizes them to ``input_size`` when it is set).
+
+    Returns:
+        The cache folder ``root/folder-<key hash>`` (read it with :class:`~sam_cffnet.features.FeatureCache`).
+    """
+    from PIL import Image
+
+    dataset = ImageFolder(folder, scale)
+    sizes = {}
+    for f in dataset.files:
+        with Image.open(f) as im:
+            sizes.setdefault(im.size[::-1], f)
+    if len(sizes) > 1:
+        found = ', '.join(f'{s} e.g. {f.name}' for s, f in sizes.items())
+        raise ValueError(f'{folder}: images of several sizes ({found}); use one size per folder')
+    names = [f.name for f in dataset.files]
+    data = {'folder': str(Path(folder).resolve()), 'files': names, 'scale': scale}
+    key = cache_key(encoder_cache_config(encoder), data, 'folder', len(dataset))
+    path = find_cache(root, key)
+    if (path / HEADER).exists() and not overwrite:
+        print(f'feature cache {path} is up to date ({len(dataset)} images)')
+        return path
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f'{path} holds an UNFINISHED (interrupted?) feature cache; pass --overwrite to rebuild it'
+        )
+    size = next(iter(sizes))
+    return extract_dataset(encoder, dataset, path, key, size, batch_size=batch_size, device=device, overwrite=True,
+                           progress=progress, extra_header={'files_in_order': names})  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog='python -m sam_cffnet extract-features',
+        description='Compute the frozen SAM encoder features once and store them on disk (float16 memmaps), for '
+        'head training from the cache (sam_cffnet.features.CachedFeatureDataModule) or as SAM embeddings for other '
+        'models. Any further --model.* / --data.* option is passed to the config parser.',
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument('--config', '-c', help='training config (YAML path or shipped recipe name): model + data')
+    src.add_argument('--images', help='a folder of images (PNG/JPEG/TIFF) instead of a config')
+    p.add_argument('--output', '-o', required=True, help='cache root folder (one sub-folder per split and key)')
+    p.add_argument('--split', nargs='+', default=['train', 'val'], choices=list(SPLITS), help='splits (config mode)')
+    p.add_argument('--encoder', default='vit_l', help='SAM size for --images (vit_b, vit_l, vit_h, vit_tiny)')
+    p.add_argument('--sam-checkpoint', help='SAM checkpoint for --images')
+    p.add_argument('--input-size', type=int, default=1024, help='encoder input size for --images (0 = native)')
+    p.add_argument('--sam-normalize', action='store_true', help='SAM pixel normalization (--images)')
+    p.add_argument('--scale', type=float, default=1 / 255, help='pixel scale for --images (default 1/255)')
+    p.add_argument('--attention', choices=['reference', 'sdpa'], default='sdpa', help='encoder attention (--images)')
+    p.add_argument('--autocast', choices=['none', 'bf16'], default='none', help='encoder autocast (--images)')
+    p.add_argument('--batch-size', type=int, help='tiles per encoder call')
+    p.add_argument('--num-workers', type=int, help='loader workers')
+    p.add_argument('--device', help='cpu, cuda, cuda:1 ... (default: cuda if available)')
+    p.add_argument('--overwrite', action='store_true', help='replace existing caches')
+    return p
+
+
+def _from_config(config: str, overrides: list[str]) -> tuple[nn.Module, Any]:
+    """The task's encoder and the (unwrapped) datamodule of a training config, built without running."""
+    from lightning.pytorch import LightningDataModule
+
+    from ..cli import SAMCFFNetCLI, _resolve_config_args
+    from ..tasks.segmentation import SegmentationTask
+    from .datamodule import CachedFeatureDataModule
+
+    cli = SAMCFFNetCLI(
+        SegmentationTask, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True, run=False,
+        args=_resolve_config_args(['--config', config, *overrides, '--trainer.logger', 'false']),
+    )  # fmt: skip
+    encoder = getattr(cli.model.model, 'encoder', None)
+    if encoder is None or not hasattr(encoder, 'fingerprint'):
+        raise ValueError(f'{config}: model {cli.model.hparams.model!r} has no frozen SAM encoder to extract')
+    datamodule = cli.datamodule
+    if isinstance(datamodule, CachedFeatureDataModule):
+        datamodule = datamodule.datamodule
+    return encoder, datamodule
+
+
+def main(argv: list[str]) -> int:
+    """``python -m sam_cffnet extract-features``."""
+    args, overrides = _parser().parse_known_args(argv)
+    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    if args.images:
+        if overrides:
+            raise SystemExit(f'unknown arguments {overrides}')
+        from ..models.encoders.sam import SAMEncoder
+
+        probe = ImageFolder(args.images, args.scale)[0]['image']
+        encoder = SAMEncoder(args.encoder, args.sam_checkpoint, args.input_size or None, args.sam_normalize,
+                             in_channels=probe.shape[0], band_indices=None if probe.shape[0] == 3 else [0, 1, 2],
+                             attention=args.attention, autocast=args.autocast)  # fmt: skip
+        extract_folder(encoder, args.images, args.output, args.scale, args.batch_size or 4, device, args.overwrite)
+        return 0
+    encoder, datamodule = _from_config(args.config, overrides)
+    datamodule.prepare_data()
+    datasets = split_datasets(datamodule, args.split)
+    for split, dataset in datasets.items():
+        extract_split(encoder, datamodule, split, args.output, args.batch_size, args.num_workers, device,
+                      args.overwrite, dataset=dataset)  # fmt: skip
+    return 0
