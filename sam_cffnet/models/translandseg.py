@@ -30,7 +30,7 @@ and :mod:`sam_cffnet.models.adapters.atl`):
   from ``image_encoder.neck.*``. Because the ATL changes every block's input, the encoder features are not frozen
   and the feature cache does not apply; gradients flow through the frozen blocks to the ATL, but the frozen weights
   receive none and nothing before the first injection is recorded by autograd. bf16 mixed precision works (the FFT
-  runs in float32).
+  runs in float32); so do the encoder's ``attention='sdpa'`` and ``autocast='bf16'`` switches.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ from .encoders.sam import SAM_VARIANTS, SAMEncoder
 from .registry import register_model
 
 __all__ = ['TransLandSeg']
+
+_SPEED_DEFAULTS: dict[str, Any] = {'attention': 'reference', 'autocast': 'none', 'channels_last': False}
 
 
 @register_model('translandseg')
@@ -79,6 +81,11 @@ class TransLandSeg(LandslideModel):
         load_sam_decoder: initialise the mask decoder from the SAM checkpoint (reference: yes).
         reference_random_prompt_pe: keep the decoder's positional encoding random and ``no_mask_embed`` freshly
             initialised, as the reference code does unintentionally (default: load SAM's).
+        attention: encoder attention, ``'reference'`` or ``'sdpa'`` (same result, much less memory in the global
+            blocks, also in the backward pass through them; see ``encoders/attention.py``).
+        autocast: ``'none'`` (fp32, reference) or ``'bf16'`` autocast of the ViT and the ATL inside it (the FFT
+            stays in float32; the neck and decoder get float32 features).
+        channels_last: channels-last patch embedding of the encoder.
 
     Shapes: B x in_channels x H x W floats in [0, 1] -> B x 1 x H x W logits.
 
@@ -108,6 +115,9 @@ class TransLandSeg(LandslideModel):
         space_conv_steps: int = 3,
         load_sam_decoder: bool = True,
         reference_random_prompt_pe: bool = False,
+        attention: Literal['reference', 'sdpa'] = 'reference',
+        autocast: Literal['none', 'bf16'] = 'none',
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         if encoder not in SAM_VARIANTS:
@@ -127,6 +137,9 @@ class TransLandSeg(LandslideModel):
             space_conv_steps=space_conv_steps,
         )
         self.atl_kind = atl
+        # The encoder's speed switches are passed only when set (their defaults are the encoder's own).
+        speed = {'attention': attention, 'autocast': autocast, 'channels_last': channels_last}
+        speed = {k: v for k, v in speed.items() if v != _SPEED_DEFAULTS[k]}
         self.encoder = SAMEncoder(
             variant=encoder,
             checkpoint=sam_checkpoint,
@@ -137,6 +150,7 @@ class TransLandSeg(LandslideModel):
             band_indices=band_indices,
             out_indices=(spec.depth - 1,),
             injector=injector,
+            **speed,
         )
         if isinstance(injector, PromptATL):
             injector.bind_position_embedding(self.encoder.position_embedding)

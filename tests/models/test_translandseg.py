@@ -149,6 +149,24 @@ def test_native_size_multispectral_and_bf16() -> None:
     assert torch.isfinite(bf.float()).all()
 
 
+@pytest.mark.parametrize('atl', ['mlp', 'space'])
+def test_speed_switches_apply_through_the_adapters(atl: str) -> None:
+    """SDPA attention gives the reference result; bf16 autocast runs and trains the ATL (FFT in float32)."""
+    pytest.importorskip('sam_cffnet.models.encoders.attention')
+    reference = tiny(atl=atl).eval()
+    fast = tiny(atl=atl, attention='sdpa').eval()
+    fast.load_state_dict(reference.state_dict())
+    image = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(image), reference(image), atol=1e-4, rtol=1e-4)
+    bf16 = tiny(atl=atl, attention='sdpa', autocast='bf16')
+    out = bf16(image)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    out.mean().backward()
+    assert all(p.grad is not None for p in bf16.atl.parameters())
+    assert all(p.grad is None for p in bf16.encoder.vit.parameters())
+
+
 def test_embedding_branch_sees_tokens_before_position_embedding() -> None:
     model = tiny()
     atl = model.atl
