@@ -58,8 +58,6 @@ def test_real_and_meta_models_give_the_same_report() -> None:
     a, b = model_report(real, 64), model_report(meta, 64)
     assert a == {**b, 'model': a['model']} and a['gflops_encoder'] > 0 and a['gflops_decoder'] > 0
     assert real.training and not next(real.parameters()).is_meta  # the model itself is untouched
-    # the FLOPs scale with the tile when the encoder runs at the tile's own size
-    assert model_report(meta, 128)['gflops_encoder'] > 3.9 * a['gflops_encoder']
 
 
 def test_baseline_split_and_counts() -> None:
