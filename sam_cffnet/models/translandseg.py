@@ -50,8 +50,6 @@ from .registry import register_model
 
 __all__ = ['TransLandSeg']
 
-_SPEED_DEFAULTS: dict[str, Any] = {'attention': 'reference', 'autocast': 'none', 'channels_last': False}
-
 
 @register_model('translandseg')
 class TransLandSeg(LandslideModel):
@@ -137,9 +135,6 @@ class TransLandSeg(LandslideModel):
             space_conv_steps=space_conv_steps,
         )
         self.atl_kind = atl
-        # The encoder's speed switches are passed only when set (their defaults are the encoder's own).
-        speed = {'attention': attention, 'autocast': autocast, 'channels_last': channels_last}
-        speed = {k: v for k, v in speed.items() if v != _SPEED_DEFAULTS[k]}
         self.encoder = SAMEncoder(
             variant=encoder,
             checkpoint=sam_checkpoint,
@@ -150,7 +145,9 @@ class TransLandSeg(LandslideModel):
             band_indices=band_indices,
             out_indices=(spec.depth - 1,),
             injector=injector,
-            **speed,
+            attention=attention,
+            autocast=autocast,
+            channels_last=channels_last,
         )
         if isinstance(injector, PromptATL):
             injector.bind_position_embedding(self.encoder.position_embedding)

@@ -152,7 +152,6 @@ def test_native_size_multispectral_and_bf16() -> None:
 @pytest.mark.parametrize('atl', ['mlp', 'space'])
 def test_speed_switches_apply_through_the_adapters(atl: str) -> None:
     """SDPA attention gives the reference result; bf16 autocast runs and trains the ATL (FFT in float32)."""
-    pytest.importorskip('sam_cffnet.models.encoders.attention')
     reference = tiny(atl=atl).eval()
     fast = tiny(atl=atl, attention='sdpa').eval()
     fast.load_state_dict(reference.state_dict())
