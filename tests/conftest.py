@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import matplotlib
 import pytest
@@ -22,9 +24,8 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-def load_fake_data_generator(name: str):
+def load_fake_data_generator(name: str) -> ModuleType:
     """Import ``tests/data/<name>/data.py`` (the fake-data generator of one dataset)."""
-    import importlib.util
 
     spec = importlib.util.spec_from_file_location(f'fake_{name}', REPO / 'tests' / 'data' / name / 'data.py')
     assert spec is not None and spec.loader is not None
@@ -43,3 +44,29 @@ def fake_roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         'gvlm': load_fake_data_generator('gvlm').make_gvlm(base / 'gvlm'),
         'reference_tiles': load_fake_data_generator('reference_tiles').make_reference_tiles(base / 'ref'),
     }
+
+
+@pytest.fixture(scope='session')
+def bijie_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return load_fake_data_generator('bijie').make_bijie(tmp_path_factory.mktemp('bijie'))
+
+
+@pytest.fixture(scope='session')
+def l4s_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return load_fake_data_generator('landslide4sense').make_l4s(tmp_path_factory.mktemp('l4s'))
+
+
+@pytest.fixture(scope='session')
+def gvlm_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return load_fake_data_generator('gvlm').make_gvlm(tmp_path_factory.mktemp('gvlm'))
+
+
+@pytest.fixture(scope='session')
+def reference_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return load_fake_data_generator('reference_tiles').make_reference_tiles(tmp_path_factory.mktemp('reference'))
+
+
+@pytest.fixture(scope='session')
+def generators() -> dict[str, ModuleType]:
+    """The fake-data generator modules, by dataset name."""
+    return {name: load_fake_data_generator(name) for name in ('bijie', 'landslide4sense', 'gvlm', 'reference_tiles')}
