@@ -67,9 +67,12 @@ def boundary_band(mask: Tensor, width: int) -> Tensor:
     """
     m = mask.float().unsqueeze(1)
     k = 2 * max(int(width), 1) + 1
-    dilated = F.max_pool2d(m, k, 1, k // 2)
-    eroded = -F.max_pool2d(-m, k, 1, k // 2)
-    return (dilated != eroded)[:, 0]
+
+    def square_max(x: Tensor) -> Tensor:  # separable k x k max filter
+        x = F.max_pool2d(x, (k, 1), 1, (k // 2, 0))
+        return F.max_pool2d(x, (1, k), 1, (0, k // 2))
+
+    return (square_max(m) != -square_max(-m))[:, 0]
 
 
 @torch.no_grad()
