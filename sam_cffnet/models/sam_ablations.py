@@ -152,8 +152,8 @@ class SAMMaskDecoderNet(_SAMAblation):
     """Model I: frozen SAM encoder + feature neck + SAM's mask decoder without prompts.
 
     Args:
-        encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices:
-            as :class:`SAMCFFNet`.
+        encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices,
+            attention, autocast, channels_last: the frozen encoder, as :class:`SAMCFFNet`.
         features: what the decoder consumes (``'cffm'``, ``'last'``, ``'sam_neck'``; module docstring).
         shared: CFFM weight sharing.
         load_sam_decoder: initialise the mask decoder, SAM's positional encoding and no-mask embedding from the
@@ -172,12 +172,24 @@ class SAMMaskDecoderNet(_SAMAblation):
         in_channels: int = 3,
         band_adapter: Literal['select', 'project'] = 'select',
         band_indices: Sequence[int] | None = None,
+        attention: Literal['reference', 'sdpa'] = 'reference',
+        autocast: Literal['none', 'bf16'] = 'none',
+        channels_last: bool = False,
         features: FeatureChoice = 'cffm',
         shared: bool = True,
         load_sam_decoder: bool = True,
     ) -> None:
         enc = build_sam_encoder(
-            encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices
+            encoder,
+            sam_checkpoint,
+            encoder_input_size,
+            sam_normalize,
+            in_channels,
+            band_adapter,
+            band_indices,
+            attention,
+            autocast,
+            channels_last,
         )
         head = PromptFreeMaskDecoder(256)
         if load_sam_decoder and sam_checkpoint is not None:
@@ -190,8 +202,8 @@ class SAMPSPNet(_SAMAblation):
     """Model II: frozen SAM encoder + feature neck + PSP head.
 
     Args:
-        encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices:
-            as :class:`SAMCFFNet`.
+        encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices,
+            attention, autocast, channels_last: the frozen encoder, as :class:`SAMCFFNet`.
         features: what the head consumes (module docstring).
         shared: CFFM weight sharing.
         decoder_channels: fused feature width (256).
@@ -210,6 +222,9 @@ class SAMPSPNet(_SAMAblation):
         in_channels: int = 3,
         band_adapter: Literal['select', 'project'] = 'select',
         band_indices: Sequence[int] | None = None,
+        attention: Literal['reference', 'sdpa'] = 'reference',
+        autocast: Literal['none', 'bf16'] = 'none',
+        channels_last: bool = False,
         features: FeatureChoice = 'cffm',
         shared: bool = True,
         decoder_channels: int = 256,
@@ -217,7 +232,16 @@ class SAMPSPNet(_SAMAblation):
         bins: Sequence[int] = (1, 2, 3, 6),
     ) -> None:
         enc = build_sam_encoder(
-            encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices
+            encoder,
+            sam_checkpoint,
+            encoder_input_size,
+            sam_normalize,
+            in_channels,
+            band_adapter,
+            band_indices,
+            attention,
+            autocast,
+            channels_last,
         )
         head = PSPHead(decoder_channels, head_channels, bins)
         super().__init__(enc, head, features, decoder_channels, shared, sam_checkpoint)
@@ -228,8 +252,8 @@ class SAMASPPNet(_SAMAblation):
     """Model III: frozen SAM encoder + feature neck + ASPP head.
 
     Args:
-        encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices:
-            as :class:`SAMCFFNet`.
+        encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices,
+            attention, autocast, channels_last: the frozen encoder, as :class:`SAMCFFNet`.
         features: what the head consumes (module docstring).
         shared: CFFM weight sharing.
         decoder_channels: fused feature width (256).
@@ -248,6 +272,9 @@ class SAMASPPNet(_SAMAblation):
         in_channels: int = 3,
         band_adapter: Literal['select', 'project'] = 'select',
         band_indices: Sequence[int] | None = None,
+        attention: Literal['reference', 'sdpa'] = 'reference',
+        autocast: Literal['none', 'bf16'] = 'none',
+        channels_last: bool = False,
         features: FeatureChoice = 'cffm',
         shared: bool = True,
         decoder_channels: int = 256,
@@ -255,7 +282,16 @@ class SAMASPPNet(_SAMAblation):
         rate: int = 1,
     ) -> None:
         enc = build_sam_encoder(
-            encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices
+            encoder,
+            sam_checkpoint,
+            encoder_input_size,
+            sam_normalize,
+            in_channels,
+            band_adapter,
+            band_indices,
+            attention,
+            autocast,
+            channels_last,
         )
         head = ASPPHead(decoder_channels, head_channels, rate)
         super().__init__(enc, head, features, decoder_channels, shared, sam_checkpoint)
@@ -266,8 +302,8 @@ class SAMLawinNet(_SAMAblation):
     """Model IV: frozen SAM encoder + feature neck + LawinASPP head.
 
     Args:
-        encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices:
-            as :class:`SAMCFFNet`.
+        encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices,
+            attention, autocast, channels_last: the frozen encoder, as :class:`SAMCFFNet`.
         features: what the head consumes (module docstring).
         shared: CFFM weight sharing.
         decoder_channels: fused feature width (256).
@@ -288,6 +324,9 @@ class SAMLawinNet(_SAMAblation):
         in_channels: int = 3,
         band_adapter: Literal['select', 'project'] = 'select',
         band_indices: Sequence[int] | None = None,
+        attention: Literal['reference', 'sdpa'] = 'reference',
+        autocast: Literal['none', 'bf16'] = 'none',
+        channels_last: bool = False,
         features: FeatureChoice = 'cffm',
         shared: bool = True,
         decoder_channels: int = 256,
@@ -297,7 +336,16 @@ class SAMLawinNet(_SAMAblation):
         heads: Sequence[int] = (64, 16, 4),
     ) -> None:
         enc = build_sam_encoder(
-            encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices
+            encoder,
+            sam_checkpoint,
+            encoder_input_size,
+            sam_normalize,
+            in_channels,
+            band_adapter,
+            band_indices,
+            attention,
+            autocast,
+            channels_last,
         )
         head = LawinHead(decoder_channels, head_channels, patch_size, ratios, heads)
         super().__init__(enc, head, features, decoder_channels, shared, sam_checkpoint)
