@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,13 @@ from lightning.pytorch.cli import LightningCLI
 
 from .tasks.segmentation import SegmentationTask
 
-__all__ = ['TOOLS', 'SAMCFFNetCLI', 'main', 'resolve_config', 'shipped_configs']
+__all__ = ['TOOLS', 'SAMCFFNetCLI', 'main', 'resolve_config', 'run_tool', 'shipped_configs']
 
 DESCRIPTION = """SAM-based landslide segmentation (SAM-CFFNet, TransLandSeg, HPCL-Net, baselines).
 
 Train/evaluate:  python -m sam_cffnet {fit,validate,test,predict} --config CONFIG [--key value ...]
                  CONFIG is a YAML file or the name of a shipped recipe (list them: python -m sam_cffnet configs).
-Tools:           python -m sam_cffnet {models,configs,export,...} --help
+Tools:           python -m sam_cffnet {configs,models,export,report,extract-features,map} --help
 """
 
 
@@ -169,27 +168,54 @@ def _cmd_export(argv: list[str]) -> int:
     return 0
 
 
-#: Extra subcommands: name -> (one-line help, function taking the remaining argv and returning an exit code).
-TOOLS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
-    'configs': ('list the shipped recipes', _cmd_configs),
-    'models': ('list the registered models', _cmd_models),
-    'export': ('write a self-contained checkpoint for sharing', _cmd_export),
+def _cmd_report(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog='python -m sam_cffnet report',
+        description='Total / trainable / frozen parameters and FLOPs per tile of the model of a config '
+        '(counted on the meta device: instant even for ViT-L).',
+    )
+    parser.add_argument('--config', action='append', required=True, help='config file or shipped recipe (repeatable)')
+    parser.add_argument('--csv', help="also write the row as CSV to this file ('-': print CSV instead of the table)")
+    parser.add_argument('--tile-size', type=int, help="tile side (default: the config's data tile_size, else 256)")
+    parser.add_argument('--in-channels', type=int, help='input bands (default: from the config, else 3)')
+    args = parser.parse_args(argv)
+    from .report import run_report
+
+    run_report([resolve_config(c) for c in args.config], args.csv, args.tile_size, args.in_channels)
+    return 0
+
+
+#: Extra subcommands: name -> (one-line help, ``'module:function'`` taking the remaining argv, returning an exit
+#: code). Modules are imported only when their command runs.
+TOOLS: dict[str, tuple[str, str]] = {
+    'configs': ('list the shipped recipes', 'sam_cffnet.cli:_cmd_configs'),
+    'models': ('list the registered models', 'sam_cffnet.cli:_cmd_models'),
+    'export': ('write a self-contained checkpoint for sharing', 'sam_cffnet.cli:_cmd_export'),
+    'report': ('parameters and FLOPs per tile of a config\'s model (table or CSV)', 'sam_cffnet.cli:_cmd_report'),
     'extract-features': (
         'compute frozen SAM features once (cache for head training, or embeddings)',
-        lambda argv: __import__('sam_cffnet.features.extract', fromlist=['main']).main(argv),
+        'sam_cffnet.features.extract:main',
     ),
     'map': (
         'map landslides over a whole scene (GeoTIFF/PNG) -> georeferenced COG + polygons',
-        lambda argv: __import__('sam_cffnet.inference.cli', fromlist=['main']).main(argv),
+        'sam_cffnet.inference.cli:main',
     ),
 }
+
+
+def run_tool(name: str, argv: list[str]) -> int:
+    """Run the extra subcommand ``name`` with its arguments."""
+    import importlib
+
+    module, _, function = TOOLS[name][1].partition(':')
+    return getattr(importlib.import_module(module), function)(argv)
 
 
 def main(args: list[str] | None = None) -> Any:
     """Entry point of ``python -m sam_cffnet`` and the ``sam-cffnet`` script."""
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] in TOOLS:
-        return TOOLS[argv[0]][1](argv[1:])
+        return run_tool(argv[0], argv[1:])
     if not argv or argv[0] in ('-h', '--help'):
         print(DESCRIPTION)
         print('Tools:')

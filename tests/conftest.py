@@ -20,8 +20,10 @@ REAL_DATA = (REPO / '..' / 'shared' / 'data' / 'real').resolve()
 
 
 @pytest.fixture(autouse=True)
-def _seed() -> None:
+def _seed_and_threads() -> None:
+    # Tiny test models gain nothing from threads, and lose a lot on a shared 2-core machine.
     torch.manual_seed(0)
+    torch.set_num_threads(1)
 
 
 def load_fake_data_generator(name: str) -> ModuleType:

@@ -135,6 +135,10 @@ def test_tools(capsys: pytest.CaptureFixture[str]) -> None:
     assert 'sam_cffnet' in capsys.readouterr().out.split()
     assert main(['configs']) == 0
     assert 'bijie.yaml' in capsys.readouterr().out
+    assert main(['report', '--config', 'bijie.yaml', '--csv', '-']) == 0
+    header, row = capsys.readouterr().out.strip().splitlines()[-2:]
+    values = dict(zip(header.split(','), row.split(','), strict=True))
+    assert values['model'] == 'sam_cffnet' and values['params_trainable'] == '4258723'
 
 
 DDP_SCRIPT = """
