@@ -66,10 +66,20 @@ def measure(encoder: SAMEncoder, x: torch.Tensor, reps: int) -> tuple[list[float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--quick', action='store_true', help='256 px rows only')
-    parser.add_argument('--reps', type=int, default=3, help='repetitions of the 256 px rows (1024 px: 1)')
+    parser.add_argument('--small', nargs='*', default=['vit_b', 'vit_l'], help='encoders of the 256 px rows')
+    parser.add_argument('--big', nargs='*', default=['vit_b', 'vit_l'], help='encoders of the 1024 px rows')
+    parser.add_argument('--big-configs', nargs='*', default=list(CONFIGS), help='configurations of the 1024 px rows')
+    parser.add_argument('--reps', type=int, default=2, help='repetitions of the 256 px rows (1024 px: 1)')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=1,
+        help='torch threads (default 1: on a shared, oversubscribed CPU more threads are slower)',
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    rows = [('vit_b', 256), ('vit_l', 256)] + ([] if args.quick else [('vit_b', 1024), ('vit_l', 1024)])
+    rows = [(v, 256) for v in args.small] + ([] if args.quick else [(v, 1024) for v in args.big])
     bf16 = 'avx512_bf16' in Path('/proc/cpuinfo').read_text() if Path('/proc/cpuinfo').exists() else False
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, CPU avx512_bf16={bf16}, batch 1, inference')
     header = f'{"encoder":<7} {"input":>5}  {"configuration":<27} {"s/forward":>9} {"speed-up":>8} {"peak MiB":>9} ' \
@@ -89,7 +99,8 @@ def main() -> None:
                 configure_encoder_speed(enc, attention, autocast, channels_last)
                 measure(enc, x, 1)
         results = {}
-        for name, (attention, autocast, channels_last) in CONFIGS.items():
+        configs = CONFIGS if size <= 256 else {k: CONFIGS[k] for k in ['reference fp32', *args.big_configs]}
+        for name, (attention, autocast, channels_last) in configs.items():
             configure_encoder_speed(enc, attention, autocast, channels_last)
             results[name] = measure(enc, x, reps)
         ref_t = statistics.median(results['reference fp32'][0])

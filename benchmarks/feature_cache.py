@@ -7,7 +7,7 @@ see the same machine load. Printed: extraction time (the cached path's first-epo
 their ratio, the expected ratio from the measured encoder-forward and head-step costs, peak extra memory, and the
 first-step losses of both paths.
 
-    .venv/bin/python benchmarks/feature_cache.py                  # vit_b, 128 px tiles resized to 256 (~3-6 min)
+    .venv/bin/python benchmarks/feature_cache.py                  # vit_b, 64 px tiles resized to 128, CFFD width 64
     .venv/bin/python benchmarks/feature_cache.py --encoder vit_l --input-size 1024 --tiles 8   # reference sizes
 """
 
@@ -64,13 +64,20 @@ def run_epoch(task: SegmentationTask, dm: Any, optimizer: torch.optim.Optimizer)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--encoder', default='vit_b')
-    parser.add_argument('--input-size', type=int, default=256, help='encoder input size (0 = tile size)')
-    parser.add_argument('--tile-size', type=int, default=128)
-    parser.add_argument('--tiles', type=int, default=8, help='training tiles (landslide chips)')
+    parser.add_argument('--input-size', type=int, default=128, help='encoder input size (0 = tile size)')
+    parser.add_argument('--tile-size', type=int, default=64)
+    parser.add_argument('--tiles', type=int, default=6, help='training tiles (landslide chips)')
     parser.add_argument('--batch-size', type=int, default=2)
     parser.add_argument('--epochs', type=int, default=2, help='timed epochs per path (after the first)')
-    parser.add_argument('--decoder-channels', type=int, default=256)
+    parser.add_argument('--decoder-channels', type=int, default=64)
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=1,
+        help='torch threads (default 1: on a shared, oversubscribed CPU more threads are slower)',
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     warnings.filterwarnings('ignore')
     with tempfile.TemporaryDirectory() as tmp:
