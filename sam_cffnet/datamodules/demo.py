@@ -22,6 +22,9 @@ class DemoBijieDataModule(BijieDataModule):
         **kwargs: everything :class:`BijieDataModule` takes.
     """
 
+    #: the CLI does not require ``root`` to exist: :meth:`prepare_data` writes it.
+    creates_root = True
+
     def __init__(
         self, root: str = 'demo_data/bijie', num_landslide: int = 24, num_non_landslide: int = 12, **kwargs: Any
     ):
