@@ -181,3 +181,15 @@ def test_ddp_two_processes_match_single_process(fake_roots: dict[str, Path], tmp
     assert results['1'].keys() == results['2'].keys()
     for key in ('val_landslide_iou', 'val_miou', 'val_macro_f1', 'val_overall_accuracy'):
         assert results['2'][key] == pytest.approx(results['1'][key], abs=1e-6), key
+
+
+def test_demo_recipe_generates_its_data_and_says_it_is_a_demo(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = tmp_path / 'demo_data' / 'bijie'
+    args = ['fit', '--config', 'demo.yaml', '--data.init_args.root', str(root), '--data.init_args.tile_size', '64',
+            '--trainer.fast_dev_run', 'true', '--trainer.logger', 'false', '--trainer.enable_progress_bar', 'false',
+            '--trainer.default_root_dir', str(tmp_path)]  # fmt: skip
+    with caplog.at_level('INFO'):
+        cli = main(args)
+    assert cli.trainer.state.finished
+    assert (root / 'Bijie-landslide-dataset' / 'landslide' / 'mask').is_dir()
+    assert 'DEMO RUN' in caplog.text and 'RANDOM weights' in caplog.text
