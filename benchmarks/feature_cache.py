@@ -120,7 +120,7 @@ def main() -> None:
         for _ in range(args.epochs):
             for name, dm in (('recompute encoder', plain), ('from cache', cached)):
                 results[name].append(run_epoch(task, dm, fresh_optimizer()))
-    disk = sum(p.stat().st_size for c in cached.caches.values() for p in c.path.iterdir())
+        disk = sum(p.stat().st_size for c in cached.caches.values() for p in c.path.iterdir())
     print(f'{args.encoder}, tiles {args.tile_size} px -> encoder input {args.input_size or args.tile_size} px, '
           f'{n} training tiles, batch {args.batch_size}, CFFD width {args.decoder_channels}, '
           f'{torch.get_num_threads()} threads')  # fmt: skip
