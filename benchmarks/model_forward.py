@@ -36,7 +36,7 @@ def reference_forward(vit: ImageEncoderViT, model: SAMCFFNet, x: torch.Tensor) -
     return model.decoder(feats, x)
 
 
-def timed(fn, repeats: int) -> tuple[float, torch.Tensor]:  # noqa: ANN001
+def timed(fn, repeats: int) -> tuple[float, torch.Tensor]:
     out = fn()
     best = float('inf')
     for _ in range(repeats):

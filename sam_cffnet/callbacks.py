@@ -39,6 +39,6 @@ class DemoBanner(Callback):
             f'\n{BANNER}\nDEMO FINISHED (random SAM weights, synthetic data). Outputs:\n  ' + '\n  '.join(lines)
         )
         rank_zero_info(
-            f'Evaluate on the held-out test split:\n  python -m sam_cffnet test --config demo.yaml --ckpt_path {best or last}'
-            f'\n{BANNER}'
+            'Evaluate on the held-out test split:\n'
+            f'  python -m sam_cffnet test --config demo.yaml --ckpt_path {best or last}\n{BANNER}'
         )

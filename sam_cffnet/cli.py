@@ -191,7 +191,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     'configs': ('list the shipped recipes', 'sam_cffnet.cli:_cmd_configs'),
     'models': ('list the registered models', 'sam_cffnet.cli:_cmd_models'),
     'export': ('write a self-contained checkpoint for sharing', 'sam_cffnet.cli:_cmd_export'),
-    'report': ('parameters and FLOPs per tile of a config\'s model (table or CSV)', 'sam_cffnet.cli:_cmd_report'),
+    'report': ("parameters and FLOPs per tile of a config's model (table or CSV)", 'sam_cffnet.cli:_cmd_report'),
     'extract-features': (
         'compute frozen SAM features once (cache for head training, or embeddings)',
         'sam_cffnet.features.extract:main',

@@ -121,7 +121,7 @@ def test_resume_and_slim_checkpoint(fake_roots: dict[str, Path], tmp_path: Path)
 
 def test_clear_errors_before_training(fake_roots: dict[str, Path], tmp_path: Path) -> None:
     missing_sam = '{"encoder": "vit_tiny", "encoder_input_size": null, "sam_checkpoint": "/nowhere/sam_vit_l.pth"}'
-    with pytest.raises(FileNotFoundError, match='/nowhere/sam_vit_l.pth'):
+    with pytest.raises(FileNotFoundError, match=r'/nowhere/sam_vit_l\.pth'):
         main(['fit', *tiny_args('bijie.yaml', fake_roots['bijie'], tmp_path, model_args=missing_sam)])
     with pytest.raises(Exception, match='nowhere'):
         main(['fit', *tiny_args('bijie.yaml', tmp_path / 'nowhere', tmp_path, '--trainer.fast_dev_run', 'true')])

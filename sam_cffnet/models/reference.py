@@ -170,7 +170,8 @@ def load_reference_checkpoint(model: SAMCFFNet, path: str | os.PathLike[str]) ->
         from .encoders.sam import describe_encoder_weights
 
         raise CheckpointError(
-            f'{path} holds a SAM {describe_encoder_weights(encoder_state)} encoder, the model is {model.encoder.variant}'
+            f'{path} holds a SAM {describe_encoder_weights(encoder_state)} encoder, '
+            f'the model is {model.encoder.variant}'
         )
     expected = model.state_dict()
     missing = sorted(set(expected) - set(ours))

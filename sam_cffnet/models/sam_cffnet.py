@@ -28,7 +28,8 @@ class SAMSegmenter(LandslideModel):
     Args:
         encoder: the SAM encoder (frozen).
         decoder: a module called as ``decoder(features, image)`` with the encoder's feature maps
-            (each B x C x S/16 x S/16) and the 3-band encoder-size image (B x 3 x S x S), returning B x 1 x h x w logits.
+            (each B x C x S/16 x S/16) and the 3-band encoder-size image (B x 3 x S x S), returning B x 1 x h x w
+            logits.
 
     Shapes: B x in_channels x H x W -> B x 1 x H x W logits.
     """

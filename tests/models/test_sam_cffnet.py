@@ -163,13 +163,13 @@ class TestErrors:
             SAMCFFNet('vit_tiny', encoder_input_size=1000)
 
     def test_missing_checkpoint(self, tmp_path) -> None:
-        with pytest.raises(FileNotFoundError, match='checkpoint not found: .*nope.pth'):
+        with pytest.raises(FileNotFoundError, match=r'checkpoint not found: .*nope\.pth'):
             tiny(sam_checkpoint=tmp_path / 'nope.pth')
 
     def test_not_a_checkpoint(self, tmp_path) -> None:
         bad = tmp_path / 'notes.pth'
         bad.write_text('this is not a checkpoint')
-        with pytest.raises(CheckpointError, match='notes.pth is not a readable PyTorch checkpoint'):
+        with pytest.raises(CheckpointError, match=r'notes\.pth is not a readable PyTorch checkpoint'):
             tiny(sam_checkpoint=bad)
 
     def test_truncated_checkpoint(self, tmp_path) -> None:
@@ -177,7 +177,7 @@ class TestErrors:
         enc = SAMEncoder('vit_tiny')
         torch.save({f'image_encoder.{k}': v for k, v in enc.vit.state_dict().items()}, path)
         path.write_bytes(path.read_bytes()[:5000])
-        with pytest.raises(CheckpointError, match='sam.pth'):
+        with pytest.raises(CheckpointError, match=r'sam\.pth'):
             tiny(sam_checkpoint=path)
 
     def test_other_sam_size_names_both(self, tmp_path) -> None:
