@@ -20,7 +20,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
-from .tasks.segmentation import SegmentationTask
+from .tasks.segmentation import SegmentationTask, clean_model_args
 
 __all__ = ['TOOLS', 'SAMCFFNetCLI', 'main', 'resolve_config', 'run_tool', 'shipped_configs']
 
@@ -72,7 +72,7 @@ def check_config_paths(cfg: Any) -> None:
     import importlib
 
     model_args = (cfg.get('model', {}) or {}).get('init_args', {}) or {}
-    sam = (model_args.get('model_args') or {}).get('sam_checkpoint')
+    sam = clean_model_args(model_args.get('model_args')).get('sam_checkpoint')
     if sam and not Path(sam).exists():
         raise FileNotFoundError(
             f'model.init_args.model_args.sam_checkpoint: {sam} does not exist (official SAM weights '
@@ -118,15 +118,18 @@ class SAMCFFNetCLI(LightningCLI):
         )
 
 
-def run_lightning(argv: list[str]) -> SAMCFFNetCLI:
-    """Run a LightningCLI subcommand."""
+def run_lightning(argv: list[str], from_command_line: bool = False) -> SAMCFFNetCLI:
+    """Run a LightningCLI subcommand (config names resolved to shipped recipes)."""
+    argv = _resolve_config_args(argv)
+    if from_command_line:  # LightningCLI reads sys.argv itself: hand it the resolved arguments there
+        sys.argv = [sys.argv[0], *argv]
     return SAMCFFNetCLI(
         SegmentationTask,
         LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         seed_everything_default=100,
-        args=_resolve_config_args(argv),
+        args=None if from_command_line else argv,
         parser_kwargs={'description': DESCRIPTION},
         save_config_kwargs={'overwrite': False},
     )
@@ -222,4 +225,4 @@ def main(args: list[str] | None = None) -> Any:
         for name, (text, _) in TOOLS.items():
             print(f'  {name:<18} {text}')
         print()
-    return run_lightning(argv)
+    return run_lightning(argv, from_command_line=args is None)

@@ -193,3 +193,10 @@ def test_demo_recipe_generates_its_data_and_says_it_is_a_demo(tmp_path: Path, ca
     assert cli.trainer.state.finished
     assert (root / 'Bijie-landslide-dataset' / 'landslide' / 'mask').is_dir()
     assert 'DEMO RUN' in caplog.text and 'RANDOM weights' in caplog.text
+
+
+def test_null_on_the_command_line_means_none(fake_roots: dict[str, Path], tmp_path: Path) -> None:
+    args = tiny_args('bijie.yaml', fake_roots['bijie'], tmp_path, '--trainer.fast_dev_run', 'true')
+    args += ['--model.init_args.model_args.sam_checkpoint', 'null']
+    cli = main(['fit', *args])
+    assert cli.model.model.encoder.checkpoint_path is None

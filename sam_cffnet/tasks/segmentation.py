@@ -25,10 +25,19 @@ from ..metrics import LandslideMetrics
 from ..models.base import LandslideModel, count_parameters
 from ..models.registry import build_model
 
-__all__ = ['SegmentationTask', 'export_checkpoint']
+__all__ = ['SegmentationTask', 'clean_model_args', 'export_checkpoint']
 
 #: Checkpoint entry holding what is needed to rebuild the model and the input pipeline.
 CKPT_KEY = 'sam_cffnet'
+
+
+def clean_model_args(model_args: dict[str, Any] | None) -> dict[str, Any]:
+    """A copy of ``model_args`` where the strings ``'None'``/``'null'`` are None.
+
+    ``model_args`` is a free-form dict, so ``--model.init_args.model_args.sam_checkpoint null`` on the command line
+    reaches the task as the string ``'None'``; it means None.
+    """
+    return {k: (None if isinstance(v, str) and v in ('None', 'null') else v) for k, v in (model_args or {}).items()}
 
 
 class SegmentationTask(LightningModule):
@@ -77,7 +86,7 @@ class SegmentationTask(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        args = dict(model_args or {})
+        args = clean_model_args(model_args)
         if in_channels is not None:
             if 'in_channels' in args and int(args['in_channels']) != int(in_channels):
                 raise ValueError(
