@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
+from PIL import Image
 
-__all__ = ['DemoBanner']
+__all__ = ['DemoBanner', 'PredictionWriter']
 
 BANNER = '=' * 100
 
@@ -41,4 +46,86 @@ class DemoBanner(Callback):
         rank_zero_info(
             'Evaluate on the held-out test split:\n'
             f'  python -m sam_cffnet test --config demo.yaml --ckpt_path {best or last}\n{BANNER}'
+        )
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Writes what ``python -m sam_cffnet predict`` predicts: one PNG per tile, and a picture of the first tiles.
+
+    Files: ``tile_000042_probability.png`` (landslide probability, 8-bit: 255 = 1.0) and ``tile_000042_mask.png``
+    (0/255) in ``output_dir``; ``overview.png`` shows the first tiles with their prediction. Tile numbers follow the
+    order of the predict loader (the datamodule's predict split, unshuffled). For whole scenes with coordinates use
+    ``python -m sam_cffnet map`` instead.
+
+    Args:
+        output_dir: where to write (default: ``<trainer.default_root_dir>/predictions``).
+        overwrite: allow writing into a folder that already holds predictions.
+        write_probability: also write the probability PNGs.
+        overview_tiles: tiles shown in ``overview.png`` (0 = none).
+    """
+
+    def __init__(
+        self,
+        output_dir: str | None = None,
+        overwrite: bool = False,
+        write_probability: bool = True,
+        overview_tiles: int = 8,
+    ) -> None:
+        super().__init__(write_interval='batch')
+        self.output_dir = output_dir
+        self.overwrite = overwrite
+        self.write_probability = write_probability
+        self.overview_tiles = overview_tiles
+        self._dir: Path | None = None
+        self._count = 0
+        self._overview: list[tuple[Any, Any]] = []
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != 'predict':
+            return
+        out = Path(self.output_dir) if self.output_dir else Path(trainer.default_root_dir) / 'predictions'
+        if out.exists() and any(out.glob('tile_*.png')) and not self.overwrite:
+            raise FileExistsError(
+                f'{out} already holds predictions; choose another --prediction_writer.output_dir or pass '
+                f'--prediction_writer.overwrite true'
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        self._dir, self._count, self._overview = out, 0, []
+
+    def write_on_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        prediction: Any,
+        batch_indices: Sequence[int] | None,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int,
+    ) -> None:
+        assert self._dir is not None
+        probs = prediction['probabilities'].float().cpu().numpy()
+        masks = prediction['prediction'].cpu().numpy()
+        for i in range(probs.shape[0]):
+            index = int(batch_indices[i]) if batch_indices else self._count
+            self._count += 1
+            stem = self._dir / f'tile_{index:06d}'
+            Image.fromarray((masks[i] > 0).astype(np.uint8) * 255).save(f'{stem}_mask.png')
+            if self.write_probability:
+                Image.fromarray(np.round(probs[i] * 255).astype(np.uint8)).save(f'{stem}_probability.png')
+            if len(self._overview) < self.overview_tiles:
+                self._overview.append((batch['image'][i].detach().float().cpu(), prediction['prediction'][i].cpu()))
+
+    def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._dir is None or not self._overview or not trainer.is_global_zero:
+            return
+        import torch
+
+        from .visualize import prediction_figure
+
+        images = torch.stack([im for im, _ in self._overview])
+        preds = torch.stack([p for _, p in self._overview])
+        fig = prediction_figure(images, None, preds)
+        fig.savefig(self._dir / 'overview.png', dpi=80)
+        rank_zero_info(
+            f'predictions: {self._count} tiles written to {self._dir} (overview: {self._dir / "overview.png"})'
         )

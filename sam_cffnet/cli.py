@@ -20,6 +20,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
+from .callbacks import PredictionWriter
 from .tasks.segmentation import SegmentationTask, clean_model_args
 
 __all__ = ['TOOLS', 'SAMCFFNetCLI', 'main', 'resolve_config', 'run_tool', 'shipped_configs']
@@ -96,6 +97,7 @@ class SAMCFFNetCLI(LightningCLI):
 
     * ``data.num_channels`` is linked to ``model.init_args.in_channels`` (a band-count mismatch is an error);
     * a ``ModelCheckpoint`` (``--checkpoint.*``) keeps the best epoch by validation landslide IoU and the last one;
+    * a :class:`PredictionWriter` (``--prediction_writer.*``) writes what ``predict`` predicts as PNGs;
     * the seed defaults to the reference's 100.
     """
 
@@ -107,6 +109,7 @@ class SAMCFFNetCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.link_arguments('data.num_channels', 'model.init_args.in_channels', apply_on='instantiate')
         parser.add_lightning_class_args(ModelCheckpoint, 'checkpoint')
+        parser.add_lightning_class_args(PredictionWriter, 'prediction_writer')
         parser.set_defaults(
             {
                 'checkpoint.monitor': SegmentationTask.monitor,

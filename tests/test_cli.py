@@ -44,6 +44,11 @@ def test_every_recipe_runs_every_subcommand(name: str, fake_roots: dict[str, Pat
         args = tiny_args(f'{name}.yaml', fake_roots[name], tmp_path, '--trainer.fast_dev_run', 'true')
         cli = main([command, *args])
         assert cli.trainer.state.finished, command
+        if command == 'predict':
+            written = sorted((tmp_path / 'predictions').glob('tile_*_mask.png'))
+            assert written and (tmp_path / 'predictions' / 'overview.png').is_file()
+            with pytest.raises(FileExistsError, match='already holds predictions'):
+                main([command, *args])
         if command == 'validate':
             assert 'val_landslide_iou' in cli.trainer.callback_metrics
             assert 'val_macro_f1' in cli.trainer.callback_metrics
