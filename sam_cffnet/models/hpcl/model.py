@@ -60,6 +60,7 @@ class HPCLNet(SAMSegmenter):
         in_channels: optical bands (linked from the datamodule).
         band_adapter: ``'select'`` or ``'project'`` (multispectral input).
         band_indices: the bands used as R, G, B.
+        attention, autocast, channels_last: the encoder speed switches, as :class:`SAMCFFNet`.
         shared: CFFD weight sharing.
         decoder_channels: CFFD width.
 
@@ -117,6 +118,9 @@ class HPCLNet(SAMSegmenter):
         in_channels: int = 3,
         band_adapter: Literal['select', 'project'] = 'select',
         band_indices: Sequence[int] | None = None,
+        attention: Literal['reference', 'sdpa'] = 'reference',
+        autocast: Literal['none', 'bf16'] = 'none',
+        channels_last: bool = False,
         shared: bool = True,
         decoder_channels: int = 256,
         fusion: FusionMode = 'gated',
@@ -150,8 +154,9 @@ class HPCLNet(SAMSegmenter):
         boundary_width: int | None = None,
     ) -> None:
         enc = build_sam_encoder(
-            encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices
-        )
+            encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices,
+            attention, autocast, channels_last,
+        )  # fmt: skip
         super().__init__(enc, CFFD(enc.embed_dim, decoder_channels, 64, shared))
         if fusion not in FUSION_MODES:
             raise ValueError(f'fusion must be one of {FUSION_MODES}, got {fusion!r}')
