@@ -161,11 +161,8 @@ def test_ddp_two_processes_match_single_process(fake_roots: dict[str, Path], tmp
     sam = tmp_path / 'sam.pth'
     torch.save({f'image_encoder.{k}': v for k, v in SAMEncoder('vit_tiny').vit.state_dict().items()}, sam)
     model_args = json.dumps({'encoder': 'vit_tiny', 'encoder_input_size': None, 'sam_checkpoint': str(sam)})
-    # 4 val tiles: an even split over 2 ranks (DistributedSampler pads uneven splits by repeating tiles)
-    from conftest import load_fake_data_generator
-
-    root = load_fake_data_generator('reference_tiles').make_reference_tiles(tmp_path / 'ref', n_train=4, n_val=4)
-    args = tiny_args('reference_tiles.yaml', root, tmp_path, model_args=model_args)
+    # 3 val tiles over 2 ranks: an uneven split, which Lightning's default sampler would pad with a repeated tile
+    args = tiny_args('reference_tiles.yaml', fake_roots['reference_tiles'], tmp_path, model_args=model_args)
     args += ['--trainer.max_epochs', '1', '--trainer.limit_train_batches', '1']
     cli = main(['fit', *args])
     ckpt = cli.trainer.checkpoint_callback.last_model_path

@@ -112,6 +112,24 @@ class _Tiles(Dataset[dict[str, Tensor]]):
         return self.dataset.plot(*args, **kwargs)
 
 
+def _unrepeated_sampler(dataset: Dataset[dict[str, Tensor]]) -> Any:
+    """Under multi-process evaluation, a sampler that gives each tile to exactly one process.
+
+    Lightning's default ``DistributedSampler`` pads a split to a multiple of the world size by repeating tiles, which
+    biases metrics accumulated over the split. Returns ``None`` (the default loader) outside DDP, or when the split has
+    fewer tiles than processes.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return None
+    if len(dataset) < dist.get_world_size():  # type: ignore[arg-type]
+        return None
+    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+    return UnrepeatedDistributedSampler(dataset, shuffle=False)
+
+
 class LandslideDataModule(NonGeoDataModule):
     """Base datamodule: seeded splits, loaders, device-side normalization / DEM handling / augmentation.
 
@@ -328,10 +346,12 @@ class LandslideDataModule(NonGeoDataModule):
         batch_size = self._valid_attribute(f'{split}_batch_size', 'batch_size')
         train = split == 'train'
         generator = torch.Generator().manual_seed(self.seed) if train else None
+        sampler = None if train else _unrepeated_sampler(dataset)
         return DataLoader(
             dataset=dataset,
             batch_size=batch_size,
             shuffle=train,
+            sampler=sampler,
             generator=generator,
             num_workers=self.num_workers,
             collate_fn=self.collate_fn,
