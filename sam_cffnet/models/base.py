@@ -3,7 +3,8 @@
 A model is a plain ``nn.Module`` (no Lightning, no files, no datasets):
 
 * ``forward(*inputs)`` takes the batch entries named by :attr:`LandslideModel.input_keys` (``('image',)`` by
-  default: B x C x H x W floats) and returns landslide logits B x 1 x H x W at the input size;
+  default: B x C x H x W floats), then those of :attr:`LandslideModel.optional_input_keys` present in the batch, and
+  returns landslide logits B x 1 x H x W at the input size;
 * frozen parts have ``requires_grad=False`` and never reach an optimizer;
 * :meth:`LandslideModel.external_state_keys` lists the state-dict entries that are rebuilt from a pretrained file
   (e.g. the SAM checkpoint), so training checkpoints need not carry them;
@@ -34,6 +35,8 @@ class LandslideModel(nn.Module):
 
     #: batch keys passed positionally to ``forward``.
     input_keys: tuple[str, ...] = ('image',)
+    #: batch keys appended after ``input_keys`` while present (e.g. cached encoder ``'features'``).
+    optional_input_keys: tuple[str, ...] = ()
 
     def external_state_keys(self) -> list[str]:
         """State-dict keys restored from a pretrained file at construction (not needed in training checkpoints)."""
