@@ -10,14 +10,13 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torchgeo.datasets import NonGeoDataset, RGBBandsMissingError
+from torchgeo.datasets import NonGeoDataset
 
 from .utils import (
     DatasetLayoutError,
     LayoutNotFoundError,
     PathLike,
-    percentile_stretch,
-    plot_segmentation,
+    RGBPlotMixin,
     resize_sample,
     verify_png,
 )
@@ -33,7 +32,7 @@ LAYOUT = """\
     └── dem/<name>.png                                                     [only with dem != 'none']"""
 
 
-class Bijie(NonGeoDataset):
+class Bijie(RGBPlotMixin, NonGeoDataset):
     """Bijie landslide dataset.
 
     Optical chips of Bijie city (Guizhou, China) with landslide masks and a DEM, for binary landslide
@@ -217,24 +216,3 @@ class Bijie(NonGeoDataset):
         if self.transforms is not None:
             sample = self.transforms(sample)
         return sample
-
-    def plot(self, sample: dict[str, Tensor], show_titles: bool = True, suptitle: str | None = None) -> Any:
-        """Plot a sample (image, mask and ``prediction`` when present).
-
-        Args:
-            sample: A sample as returned by ``__getitem__`` (``image`` needs at least the 3 RGB channels first).
-            show_titles: Add titles.
-            suptitle: Figure title.
-
-        Returns:
-            A matplotlib Figure.
-
-        Raises:
-            RGBBandsMissingError: If the image has fewer than 3 channels.
-        """
-        image = sample['image']
-        if image.shape[0] < 3:
-            raise RGBBandsMissingError()
-        rgb = image[:3].permute(1, 2, 0).cpu().numpy()
-        rgb = np.clip(rgb / 255.0, 0, 1) if rgb.max() > 1.5 else percentile_stretch(rgb)
-        return plot_segmentation(rgb, sample.get('mask'), sample.get('prediction'), show_titles, suptitle)

@@ -10,15 +10,15 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torchgeo.datasets import NonGeoDataset, RGBBandsMissingError
+from torchgeo.datasets import NonGeoDataset
 
 from .utils import (
     DatasetLayoutError,
     LayoutNotFoundError,
     PathLike,
+    RGBPlotMixin,
     cache_as_tiled_tiff,
     open_raster,
-    plot_segmentation,
     raster_shape,
     read_raster_window,
     tile_windows,
@@ -33,7 +33,7 @@ LAYOUT = """\
     └── ... (17 site folders, names with spaces)"""
 
 
-class GVLM(NonGeoDataset):
+class GVLM(RGBPlotMixin, NonGeoDataset):
     """GVLM (Global Very-high-resolution Landslide Mapping) dataset, single-temporal object-extraction version.
 
     Post-event Google Earth RGB scenes of 17 landslide sites worldwide with binary landslide maps. Scenes are
@@ -229,24 +229,3 @@ class GVLM(NonGeoDataset):
         if self.transforms is not None:
             sample = self.transforms(sample)
         return sample
-
-    def plot(self, sample: dict[str, Tensor], show_titles: bool = True, suptitle: str | None = None) -> Any:
-        """Plot a sample (image, mask and ``prediction`` when present).
-
-        Args:
-            sample: A sample from ``__getitem__``.
-            show_titles: Add titles.
-            suptitle: Figure title.
-
-        Returns:
-            A matplotlib Figure.
-
-        Raises:
-            RGBBandsMissingError: If the image has fewer than 3 channels.
-        """
-        image = sample['image']
-        if image.shape[0] < 3:
-            raise RGBBandsMissingError()
-        rgb = image[:3].permute(1, 2, 0).cpu().numpy()
-        rgb = np.clip(rgb / 255.0 if rgb.max() > 1.5 else rgb, 0, 1)
-        return plot_segmentation(rgb, sample.get('mask'), sample.get('prediction'), show_titles, suptitle)

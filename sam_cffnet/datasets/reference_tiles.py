@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
-from torchgeo.datasets import NonGeoDataset, RGBBandsMissingError
+from torchgeo.datasets import NonGeoDataset
 
-from .utils import DatasetLayoutError, LayoutNotFoundError, PathLike, check_finite, plot_segmentation
+from .utils import DatasetLayoutError, LayoutNotFoundError, PathLike, RGBPlotMixin, check_finite
 
 LAYOUT = """\
 <root>/
@@ -19,7 +19,7 @@ LAYOUT = """\
 └── val/<name>.h5"""
 
 
-class ReferenceTiles(NonGeoDataset):
+class ReferenceTiles(RGBPlotMixin, NonGeoDataset):
     """Tiles in the SAM-CFFNet authors' preprocessed H5 format (BJL, L4S or GVLM after their offline tiling).
 
     The authors' loader (``utils/tools.py: h5_Dataset``) reads ``<root>/{train,val}/*.h5`` in sorted order; each
@@ -147,24 +147,3 @@ class ReferenceTiles(NonGeoDataset):
         if self.transforms is not None:
             sample = self.transforms(sample)
         return sample
-
-    def plot(self, sample: dict[str, Tensor], show_titles: bool = True, suptitle: str | None = None) -> Any:
-        """Plot a sample (image, mask and ``prediction`` when present).
-
-        Args:
-            sample: A sample from ``__getitem__``.
-            show_titles: Add titles.
-            suptitle: Figure title.
-
-        Returns:
-            A matplotlib Figure.
-
-        Raises:
-            RGBBandsMissingError: If the image has fewer than 3 channels.
-        """
-        image = sample['image']
-        if image.shape[0] < 3:
-            raise RGBBandsMissingError()
-        rgb = image[:3].permute(1, 2, 0).cpu().numpy()
-        rgb = np.clip(rgb / 255.0 if rgb.max() > 1.5 else rgb, 0, 1)
-        return plot_segmentation(rgb, sample.get('mask'), sample.get('prediction'), show_titles, suptitle)
