@@ -31,6 +31,10 @@ DemMode = Literal['none', 'band', 'separate']
 
 IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
 IMAGENET_STD_255 = (58.395, 57.12, 57.375)
+#: ImageNet RGB statistics (0-255 scale) as a band table: the stated stand-in where a dataset publishes none.
+IMAGENET_RGB_STATS: dict[str, tuple[float, float]] = {
+    band: (IMAGENET_MEAN_255[i], IMAGENET_STD_255[i]) for i, band in enumerate(('red', 'green', 'blue'))
+}
 
 __all__ = ['LandslideDataModule', 'augment_batch', 'split_indices']
 

@@ -10,7 +10,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..datasets.gvlm import GVLM
-from .base import IMAGENET_MEAN_255, IMAGENET_STD_255, LandslideDataModule, Normalization, _Tiles, split_indices
+from .base import IMAGENET_RGB_STATS, LandslideDataModule, Normalization, _Tiles, split_indices
 
 
 class GVLMDataModule(LandslideDataModule):
@@ -35,11 +35,7 @@ class GVLMDataModule(LandslideDataModule):
     """
 
     dataset_name = 'gvlm'
-    band_stats: ClassVar[dict[str, tuple[float, float]]] = {
-        'red': (IMAGENET_MEAN_255[0], IMAGENET_STD_255[0]),
-        'green': (IMAGENET_MEAN_255[1], IMAGENET_STD_255[1]),
-        'blue': (IMAGENET_MEAN_255[2], IMAGENET_STD_255[2]),
-    }
+    band_stats: ClassVar[dict[str, tuple[float, float]]] = IMAGENET_RGB_STATS
     stats_source = 'ImageNet RGB mean/std x 255 (stand-in: no published GVLM statistics, no real files to measure)'
 
     def __init__(
