@@ -11,6 +11,7 @@ Other subcommands (run ``python -m sam_cffnet <command> --help``) live in :data:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -23,7 +24,7 @@ from lightning.pytorch.cli import LightningCLI
 from .callbacks import PredictionWriter
 from .tasks.segmentation import SegmentationTask, clean_model_args
 
-__all__ = ['TOOLS', 'SAMCFFNetCLI', 'main', 'resolve_config', 'run_tool', 'shipped_configs']
+__all__ = ['TOOLS', 'SAMCFFNetCLI', 'main', 'resolve_config', 'run_tool', 'shipped_configs', 'user_errors']
 
 DESCRIPTION = """SAM-based landslide segmentation (SAM-CFFNet, TransLandSeg, HPCL-Net, baselines).
 
@@ -217,9 +218,45 @@ def run_tool(name: str, argv: list[str]) -> int:
     return getattr(importlib.import_module(module), function)(argv)
 
 
+def user_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that report bad input: a missing, malformed or existing file or folder (``OSError``, the
+    datasets' ``DatasetNotFoundError`` and ``DatasetLayoutError``, ``CheckpointError``, ``InputRasterError``), a
+    stale or truncated feature cache (``CacheError``) or a value that does not fit (``ValueError``).
+
+    Their messages name the path or the value and what was expected; on the command line they are shown as that
+    message alone (see :func:`main`).
+    """
+    from .features.cache import CacheError
+
+    return (OSError, ValueError, CacheError)
+
+
 def main(args: list[str] | None = None) -> Any:
-    """Entry point of ``python -m sam_cffnet`` and the ``sam-cffnet`` script."""
-    argv = list(sys.argv[1:] if args is None else args)
+    """Entry point of ``python -m sam_cffnet`` and the ``sam-cffnet`` script.
+
+    Args:
+        args: the arguments; ``None`` reads the command line.
+
+    Returns:
+        With ``args`` given: what the subcommand returns (the :class:`SAMCFFNetCLI` of a training subcommand, a
+        tool's exit code); errors propagate as exceptions. From the command line: the exit status, 0 on success and
+        2 for bad input (:func:`user_errors`), which is printed as ``sam_cffnet: error: <message>`` without a
+        traceback unless ``SAM_CFFNET_TRACEBACK=1`` is set.
+    """
+    if args is not None:
+        return _dispatch(list(args), from_command_line=False)
+    try:
+        result = _dispatch(sys.argv[1:], from_command_line=True)
+    except Exception as err:
+        if os.environ.get('SAM_CFFNET_TRACEBACK') or not isinstance(err, user_errors()):
+            raise
+        print(f'sam_cffnet: error: {err}', file=sys.stderr)
+        print('(set SAM_CFFNET_TRACEBACK=1 to see the traceback)', file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0
+
+
+def _dispatch(argv: list[str], from_command_line: bool) -> Any:
     if argv and argv[0] in TOOLS:
         return run_tool(argv[0], argv[1:])
     if not argv or argv[0] in ('-h', '--help'):
@@ -228,4 +265,4 @@ def main(args: list[str] | None = None) -> Any:
         for name, (text, _) in TOOLS.items():
             print(f'  {name:<18} {text}')
         print()
-    return run_lightning(argv, from_command_line=args is None)
+    return run_lightning(argv, from_command_line=from_command_line)

@@ -136,6 +136,19 @@ def test_clear_errors_before_training(fake_roots: dict[str, Path], tmp_path: Pat
         main(['fit', *tiny_args('bijie.yaml', fake_roots['bijie'], tmp_path, model_args=four_bands)])
 
 
+def test_command_line_reports_bad_input_without_traceback(tmp_path: Path) -> None:
+    """From the shell, a missing file is one line naming it (exit 2); SAM_CFFNET_TRACEBACK=1 shows where."""
+    command = [sys.executable, '-m', 'sam_cffnet', 'map', '--checkpoint', str(tmp_path / 'missing.ckpt')]
+    command += ['--input', str(tmp_path / 'scene.tif'), '--output', str(tmp_path / 'map.tif')]
+    env = {k: v for k, v in os.environ.items() if k != 'SAM_CFFNET_TRACEBACK'}
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert 'sam_cffnet: error:' in run.stderr and 'missing.ckpt' in run.stderr
+    assert 'Traceback' not in run.stderr
+    run = subprocess.run(command, capture_output=True, text=True, env={**env, 'SAM_CFFNET_TRACEBACK': '1'}, timeout=120)
+    assert run.returncode == 1 and 'Traceback' in run.stderr
+
+
 def test_tools(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(['models']) == 0
     assert 'sam_cffnet' in capsys.readouterr().out.split()

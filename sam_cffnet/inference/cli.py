@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-
-from ..checkpoint import CheckpointError
 
 __all__ = ['main']
 
@@ -51,24 +48,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``map``; returns the exit code (2 with a one-line error for bad inputs)."""
+    """Run ``map``; returns the exit code. Bad input raises (the top-level CLI prints it as one line, exit 2)."""
     args = build_parser().parse_args(argv)
-    from .scene import InputRasterError, load_mapping_model, map_scene
+    from .scene import load_mapping_model, map_scene
 
-    try:
-        model, pre, threshold = load_mapping_model(
-            args.checkpoint, args.reference_checkpoint, args.sam_checkpoint, map_location='cpu'
-        )
-        summary = map_scene(
-            model, args.input, args.output, tile_size=args.tile_size, overlap=args.overlap,
-            batch_size=args.batch_size, precision=args.precision, preprocessing=pre,
-            write_probability=not args.no_probability, write_mask=not args.no_mask, polygons_path=args.polygons,
-            min_area=args.min_area, overwrite=args.overwrite,
-            threshold=args.threshold if args.threshold is not None else threshold, device=args.device,
-            block_width=args.block_width, progress=not args.quiet,
-        )  # fmt: skip
-    except (FileNotFoundError, FileExistsError, CheckpointError, InputRasterError, ValueError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
+    model, pre, threshold = load_mapping_model(
+        args.checkpoint, args.reference_checkpoint, args.sam_checkpoint, map_location='cpu'
+    )
+    summary = map_scene(
+        model, args.input, args.output, tile_size=args.tile_size, overlap=args.overlap,
+        batch_size=args.batch_size, precision=args.precision, preprocessing=pre,
+        write_probability=not args.no_probability, write_mask=not args.no_mask, polygons_path=args.polygons,
+        min_area=args.min_area, overwrite=args.overwrite,
+        threshold=args.threshold if args.threshold is not None else threshold, device=args.device,
+        block_width=args.block_width, progress=not args.quiet,
+    )  # fmt: skip
     print(json.dumps(summary, indent=2, default=str))
     return 0

@@ -246,9 +246,9 @@ def test_cli_map_from_checkpoint(checkpoint: Path, tmp_path: Path, capsys: pytes
     assert summary['windows'] == 2 and summary['bands_used'] == {'spectral': [1, 2, 3], 'dem': []}
     _, meta = read(out)
     assert meta['shape'] == (64, 80) and meta['transform'] == TRANSFORM
-    assert cli_main(args) == 2  # output exists, no --overwrite
-    assert 'exists' in capsys.readouterr().err
+    with pytest.raises(FileExistsError, match='overwrite'):  # output exists, no --overwrite
+        cli_main(args)
     bad = tmp_path / 'bad.ckpt'
     bad.write_text('nope')
-    assert cli_main(['map', '--checkpoint', str(bad), '--input', str(src), '--output', str(tmp_path / 'x.tif')]) == 2
-    assert 'bad.ckpt' in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match=r'bad\.ckpt'):
+        cli_main(['map', '--checkpoint', str(bad), '--input', str(src), '--output', str(tmp_path / 'x.tif')])
