@@ -74,6 +74,8 @@ def count_flops(model: nn.Module, tile_size: int = 256, in_channels: int = 3) ->
 
     The model may live on any device: its parameters and buffers are replaced by meta tensors for the count
     (``torch.func.functional_call``), so nothing is computed or allocated. The model is counted in eval mode.
+    A model with more inputs than the image (``input_keys``, e.g. HPCL-Net's ``('image', 'dem')``) gets one
+    1 x C x tile x tile tensor per input, C from its ``extra_input_channels()``.
 
     Returns:
         ``{'total': FLOPs, 'encoder': FLOPs of the submodule named encoder (0 if none)}``.
@@ -83,13 +85,15 @@ def count_flops(model: nn.Module, tile_size: int = 256, in_channels: int = 3) ->
         **dict(model.named_buffers(remove_duplicate=False)),
     }
     meta = {k: torch.empty_like(v, device='meta') for k, v in state.items()}
-    x = torch.empty(1, in_channels, tile_size, tile_size, device='meta')
+    channels = {**getattr(model, 'extra_input_channels', dict)(), 'image': in_channels}
+    keys = getattr(model, 'input_keys', ('image',))
+    inputs = tuple(torch.empty(1, channels[k], tile_size, tile_size, device='meta') for k in keys)
     was_training = model.training
     model.eval()
     counter = FlopCounterMode(display=False, depth=None)
     try:
         with counter, torch.no_grad():
-            functional_call(model, meta, (x,), strict=False, tie_weights=True)
+            functional_call(model, meta, inputs, strict=False, tie_weights=True)
     finally:
         model.train(was_training)
     counts = counter.get_flop_counts()

@@ -103,3 +103,20 @@ def test_run_report_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     run_report(block, csv='-', tile_size=64)
     out = capsys.readouterr().out
     assert out.startswith('model,tile_size,params_total,params_trainable,params_frozen')
+
+
+def test_models_with_a_dem_input_are_counted_with_it() -> None:
+    """HPCL-Net takes (image, dem): the report feeds both, and the DEM branch + fusion add their FLOPs."""
+    out = io.StringIO()
+    fused = run_report(['hpcl_bijie.yaml', 'hpcl_ablation/dem_fusion.yaml'], out=out)
+    optical = run_report(['hpcl_bijie.yaml', 'hpcl_ablation/no_dem.yaml'], out=out)
+    assert fused['params_trainable'] == 9_620_493 and optical['params_trainable'] == REF_TRAINABLE
+    assert fused['gflops_encoder'] == optical['gflops_encoder']
+    assert fused['gflops_decoder'] > optical['gflops_decoder']
+    tiny = {'encoder': 'vit_tiny', 'encoder_input_size': None, 'dem_in_channels': 2, 'hpcl': False}
+    model = build_model('hpcl_net', **tiny)
+    assert model.extra_input_channels() == {'dem': 2}
+    assert (
+        model_report(model, tile_size=64)['gflops']
+        > model_report(build_model('hpcl_net', **{**tiny, 'fusion': 'none'}), tile_size=64)['gflops']
+    )

@@ -38,6 +38,11 @@ class LandslideModel(nn.Module):
     #: batch keys appended after ``input_keys`` while present (e.g. cached encoder ``'features'``).
     optional_input_keys: tuple[str, ...] = ()
 
+    def extra_input_channels(self) -> dict[str, int]:
+        """Channels of each input in :attr:`input_keys` other than ``'image'`` (e.g. ``{'dem': 1}``), so that
+        example inputs can be built without data (FLOP reports). Default: none."""
+        return {}
+
     def external_state_keys(self) -> list[str]:
         """State-dict keys restored from a pretrained file at construction (not needed in training checkpoints)."""
         return []

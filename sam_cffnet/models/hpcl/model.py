@@ -246,6 +246,10 @@ class HPCLNet(SAMSegmenter):
             return []
         return [(m, getattr(self.momentum, name)) for name, m in self._online_parts().items()]
 
+    def extra_input_channels(self) -> dict[str, int]:
+        """``{'dem': dem_in_channels}`` when the DEM is fused, else none."""
+        return {'dem': self.dem_branch.in_channels} if self.dem_branch is not None else {}
+
     @property
     def contrastive_active(self) -> bool:
         """True when training computes the contrastive loss."""
