@@ -13,7 +13,15 @@ from typing import Any
 
 import torch
 
-__all__ = ['CheckpointError', 'load_checkpoint_file']
+__all__ = ['WEIGHT_FILE_ARGS', 'CheckpointError', 'load_checkpoint_file']
+
+#: Model arguments (``model_args``) that name weight files, with what the file must be (for messages, for the CLI's
+#: check before any work starts, and for reports that count parameters without reading weights).
+WEIGHT_FILE_ARGS: dict[str, str] = {
+    'sam_checkpoint': 'official SAM weights sam_vit_{b,l,h}_*.pth',
+    'reference_checkpoint': "the SAM-CFFNet authors' {BJL,L4S,GVLM}_best.pth.tar",
+    'encoder_weights': "the baseline encoder's ImageNet weights",
+}
 
 
 class CheckpointError(ValueError):

@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from .callbacks import PredictionWriter
+from .checkpoint import WEIGHT_FILE_ARGS
 from .tasks.segmentation import SegmentationTask, clean_model_args
 
 __all__ = ['TOOLS', 'SAMCFFNetCLI', 'main', 'resolve_config', 'run_tool', 'shipped_configs', 'user_errors']
@@ -70,16 +71,20 @@ def _resolve_config_args(argv: list[str]) -> list[str]:
 
 
 def check_config_paths(cfg: Any) -> None:
-    """Raise :class:`FileNotFoundError` naming the config key for a missing SAM checkpoint or data root."""
+    """Raise :class:`FileNotFoundError` naming the config key for a missing weight file (SAM checkpoint, the
+    authors' checkpoint, ImageNet weights) or data root."""
     import importlib
 
-    model_args = (cfg.get('model', {}) or {}).get('init_args', {}) or {}
-    sam = clean_model_args(model_args.get('model_args')).get('sam_checkpoint')
-    if sam and not Path(sam).exists():
-        raise FileNotFoundError(
-            f'model.init_args.model_args.sam_checkpoint: {sam} does not exist (official SAM weights '
-            f'sam_vit_{{b,l,h}}_*.pth: see checkpoints/README.md)'
-        )
+    model_args = clean_model_args(((cfg.get('model', {}) or {}).get('init_args', {}) or {}).get('model_args'))
+    for key, expected in WEIGHT_FILE_ARGS.items():
+        path = model_args.get(key)
+        if key == 'sam_checkpoint' and model_args.get('reference_checkpoint'):
+            continue  # both given: the model refuses the pair with its own message, before any work
+        if path and not Path(path).exists():
+            raise FileNotFoundError(
+                f'model.init_args.model_args.{key}: {path} does not exist (expected {expected}: see '
+                f'checkpoints/README.md)'
+            )
     data = cfg.get('data', {}) or {}
     class_path = data.get('class_path') or ''
     root = (data.get('init_args') or {}).get('root')

@@ -29,6 +29,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
+from .checkpoint import WEIGHT_FILE_ARGS
 from .models.registry import build_model
 
 __all__ = [
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 #: Model arguments that only name weight files: ignored when counting (the counts do not depend on the weights).
-WEIGHT_ARGS = ('sam_checkpoint', 'encoder_weights')
+WEIGHT_ARGS = tuple(WEIGHT_FILE_ARGS)
 
 #: Report columns: key -> table header.
 COLUMNS: dict[str, str] = {
@@ -200,8 +201,8 @@ def load_model_block(
 
 
 def build_meta_model(name: str, model_args: Mapping[str, Any] | None = None) -> nn.Module:
-    """Build a registered model for counting, without reading any weight file (``sam_checkpoint`` and
-    ``encoder_weights`` are dropped).
+    """Build a registered model for counting, without reading any weight file (the :data:`WEIGHT_ARGS`, e.g.
+    ``sam_checkpoint``, are dropped).
 
     The model is built on the meta device (no memory, instant for ViT-L); a constructor that needs real values
     (smp's MiT computes its drop-path rates with ``.item()``) is built on the CPU instead, which is cheap for those

@@ -125,6 +125,50 @@ def test_resume_and_slim_checkpoint(fake_roots: dict[str, Path], tmp_path: Path)
         export_checkpoint(last, shared)
 
 
+def test_authors_checkpoint_evaluates_and_fine_tunes_through_the_cli(
+    fake_roots: dict[str, Path], tmp_path: Path
+) -> None:
+    """A checkpoint in the authors' .pth.tar format is validated, with the paper's metric rule, and fine-tuned."""
+    from sam_cffnet import SAMCFFNet
+    from sam_cffnet.metrics import LandslideMetrics
+    from sam_cffnet.models.reference import ours_to_reference
+
+    torch.manual_seed(3)
+    released = SAMCFFNet('vit_tiny', encoder_input_size=None).eval()
+    for module in released.modules():  # non-trivial BatchNorm statistics, as a trained model has
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    path = tmp_path / 'GVLM_best.pth.tar'
+    torch.save({'epoch': 12, 'state_dict': ours_to_reference(released.state_dict()), 'optimizer': {}}, path)
+    model_args = json.dumps({'encoder': 'vit_tiny', 'encoder_input_size': None, 'reference_checkpoint': str(path)})
+    args = tiny_args('reference_tiles.yaml', fake_roots['reference_tiles'], tmp_path, model_args=model_args)
+    args += ['--model.init_args.threshold_on_logits', 'true']
+    cli = main(['validate', *args])
+
+    metrics = LandslideMetrics(threshold_on_logits=True)
+    with torch.no_grad():
+        for batch in cli.datamodule.val_dataloader():
+            batch = cli.datamodule.on_after_batch_transfer(batch, 0)
+            metrics.update(released(batch['image']), batch['mask'])
+    expected = metrics.compute()
+    for name in ('landslide_iou', 'miou', 'macro_f1'):
+        assert float(cli.trainer.callback_metrics[f'val_{name}']) == pytest.approx(float(expected[name]), abs=1e-6)
+
+    limits = ['--trainer.max_epochs', '1', '--trainer.limit_train_batches', '1', '--trainer.limit_val_batches', '1']
+    fit = main(['fit', *args, *limits, '--trainer.default_root_dir', str(tmp_path / 'fine_tune')])
+    last = Path(fit.trainer.checkpoint_callback.last_model_path)
+    state = torch.load(last, weights_only=True)['state_dict']
+    assert not [k for k in state if k.startswith('model.encoder.vit.')]  # rebuilt from the authors' file
+    tuned = SegmentationTask.from_checkpoint(last)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(tuned(x), fit.model.eval()(x))
+        assert not torch.equal(tuned(x), released(x))  # the decoder moved
+    with pytest.raises(ValueError, match='either sam_checkpoint'):
+        SAMCFFNet('vit_tiny', sam_checkpoint=path, reference_checkpoint=path)
+
+
 def test_clear_errors_before_training(fake_roots: dict[str, Path], tmp_path: Path) -> None:
     missing_sam = '{"encoder": "vit_tiny", "encoder_input_size": null, "sam_checkpoint": "/nowhere/sam_vit_l.pth"}'
     with pytest.raises(FileNotFoundError, match=r'/nowhere/sam_vit_l\.pth'):

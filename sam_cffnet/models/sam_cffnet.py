@@ -131,6 +131,11 @@ class SAMCFFNet(SAMSegmenter):
             ``encoders/attention.py``).
         autocast: ``'none'`` (fp32, reference) or ``'bf16'`` encoder autocast.
         channels_last: channels-last patch embedding of the encoder.
+        reference_checkpoint: one of the authors' released ``{BJL,L4S,GVLM}_best.pth.tar``: the whole model
+            (encoder and CFFD) starts from it, so the released models can be evaluated, used for prediction or
+            fine-tuned through the CLI (``--model.init_args.model_args.reference_checkpoint FILE``). The file also
+            serves as the frozen encoder's checkpoint (training checkpoints leave the encoder out and rebuild it
+            from this file), so ``sam_checkpoint`` must then be left unset.
 
     Example:
         >>> model = SAMCFFNet.from_reference_checkpoint('checkpoints/BJL_best.pth.tar')  # doctest: +SKIP
@@ -151,12 +156,23 @@ class SAMCFFNet(SAMSegmenter):
         attention: Literal['reference', 'sdpa'] = 'reference',
         autocast: Literal['none', 'bf16'] = 'none',
         channels_last: bool = False,
+        reference_checkpoint: str | os.PathLike[str] | None = None,
     ) -> None:
+        if reference_checkpoint is not None and sam_checkpoint is not None:
+            raise ValueError(
+                f'give either sam_checkpoint ({sam_checkpoint}) or reference_checkpoint ({reference_checkpoint}): '
+                f"the authors' checkpoint holds the SAM encoder too; unset sam_checkpoint "
+                f'(--model.init_args.model_args.sam_checkpoint null)'
+            )
         enc = build_sam_encoder(
             encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices,
             attention, autocast, channels_last,
         )  # fmt: skip
         super().__init__(enc, CFFD(enc.embed_dim, decoder_channels, 64, shared))
+        if reference_checkpoint is not None:
+            from .reference import load_reference_checkpoint
+
+            load_reference_checkpoint(self, reference_checkpoint)
 
     @classmethod
     def from_reference_checkpoint(cls, path: str | os.PathLike[str], **kwargs: Any) -> SAMCFFNet:
@@ -173,8 +189,4 @@ class SAMCFFNet(SAMSegmenter):
             The model in eval mode. Its forward takes B x 3 x H x W floats in [0, 1] and returns logits
             B x 1 x H x W (reference: 256 x 256 tiles).
         """
-        from .reference import load_reference_checkpoint
-
-        model = cls(**{'encoder': 'vit_l', **kwargs})
-        load_reference_checkpoint(model, path)
-        return model.eval()
+        return cls(**{'encoder': 'vit_l', **kwargs, 'reference_checkpoint': path}).eval()
