@@ -77,9 +77,9 @@ def check_config_paths(cfg: Any) -> None:
 
     model_args = clean_model_args(((cfg.get('model', {}) or {}).get('init_args', {}) or {}).get('model_args'))
     for key, expected in WEIGHT_FILE_ARGS.items():
-        path = model_args.get(key)
         if key == 'sam_checkpoint' and model_args.get('reference_checkpoint'):
             continue  # both given: the model refuses the pair with its own message, before any work
+        path = model_args.get(key)
         if path and not Path(path).exists():
             raise FileNotFoundError(
                 f'model.init_args.model_args.{key}: {path} does not exist (expected {expected}: see '
