@@ -28,6 +28,7 @@ import torch
 from lightning.pytorch import Trainer
 
 from sam_cffnet.datamodules import DemoBijieDataModule
+from sam_cffnet.models.base import count_parameters
 from sam_cffnet.models.encoders.sam import SAMEncoder
 from sam_cffnet.models.reference import ours_to_reference
 from sam_cffnet.tasks.segmentation import SegmentationTask, export_checkpoint
@@ -67,10 +68,7 @@ def main() -> None:
             reference,
         )  # fmt: skip
 
-        counts = {
-            'trainable': sum(p.numel() for p in task.model.parameters() if p.requires_grad),
-            'frozen': sum(p.numel() for p in task.model.parameters() if not p.requires_grad),
-        }
+        counts = count_parameters(task.model)
         rows = [
             ('SAM checkpoint (user already has it)', sam),
             ('ours: training checkpoint (slim)', slim),

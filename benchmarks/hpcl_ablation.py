@@ -20,6 +20,7 @@ import warnings
 
 import torch
 
+from sam_cffnet.models.base import count_parameters
 from sam_cffnet.report import load_model_block
 from sam_cffnet.tasks.segmentation import SegmentationTask
 
@@ -94,9 +95,9 @@ def main() -> None:
     print('|---|---|---|---|---|')
     base = statistics.median(times['no DEM (SAM-CFFNet)'])
     for name, task in tasks.items():
-        trainable = sum(p.numel() for p in task.model.parameters() if p.requires_grad)
+        trainable = count_parameters(task.model)['trainable']
         momentum = getattr(task.model, 'momentum', None)
-        frozen_copy = sum(p.numel() for p in momentum.parameters()) if momentum is not None else 0
+        frozen_copy = count_parameters(momentum)['total'] if momentum is not None else 0
         median = statistics.median(times[name])
         print(f'| {name} | {trainable:,} | {frozen_copy:,} | {median:.3f} | {median / base:.2f} |')
 
