@@ -47,7 +47,7 @@ def main() -> None:
 
         dm = DemoBijieDataModule(root=str(tmp / 'demo'), tile_size=64, batch_size=2, num_workers=0)
         task = SegmentationTask(
-            model_args={'encoder': args.encoder, 'sam_checkpoint': str(sam), 'encoder_input_size': 64},
+            model_args={'encoder': args.encoder, 'sam_checkpoint': str(sam), 'input_size': 64},
             num_figure_tiles=0,
         )
         trainer = Trainer(

@@ -64,7 +64,7 @@ def main() -> None:
     optimizers: dict[str, torch.optim.Optimizer] = {}
     for name, config in ABLATION.items():
         model, model_args, _ = load_model_block(config)
-        model_args = {**model_args, 'encoder': args.encoder, 'encoder_input_size': args.input_size}
+        model_args = {**model_args, 'encoder': args.encoder, 'input_size': args.input_size}
         model_args['sam_checkpoint'] = None
         task = SegmentationTask(model=model, model_args=model_args, num_figure_tiles=0).train()
         tasks[name] = task

@@ -65,7 +65,7 @@ def worker(args: argparse.Namespace) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         task = SegmentationTask(
-            model='sam_cffnet', model_args={'encoder': 'vit_tiny', 'encoder_input_size': None}, in_channels=3
+            model='sam_cffnet', model_args={'variant': 'vit_tiny', 'input_size': None}, in_channels=3
         ).eval()
     task.preprocessing = BijieDataModule(root='unused', tile_size=args.tile).preprocessing_config()
     with torch.inference_mode():  # warm-up: first calls allocate kernels/caches that are not the mapper's

@@ -1,9 +1,10 @@
 """sam_cffnet: SAM-based landslide segmentation (SAM-CFFNet, TransLandSeg, HPCL-Net) with PyTorch Lightning.
 
-Public API: :class:`SAMCFFNet` (the model), :class:`SegmentationTask` (the LightningModule), the datamodules
-(:class:`BijieDataModule`, :class:`Landslide4SenseDataModule`, :class:`GVLMDataModule`,
-:class:`ReferenceTilesDataModule`) and the model registry (:func:`build_model`, :func:`list_models`).
-The task and datamodules are imported on first use (they pull in Lightning and torchgeo).
+Public API, imported on first use so that ``import sam_cffnet.datamodules`` pulls in no model code (and
+``import sam_cffnet.models`` no Lightning): :class:`SAMCFFNet` (the model), :class:`SegmentationTask` (the
+LightningModule), the datamodules (:class:`BijieDataModule`, :class:`Landslide4SenseDataModule`,
+:class:`GVLMDataModule`, :class:`ReferenceTilesDataModule`), the input pipeline :class:`Preprocessing` and the
+model registry (:func:`build_model`, :func:`list_models`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .models import SAMCFFNet, build_model, list_models
-
-__version__ = '0.1.0'
+__version__ = '0.2.0'
 
 _LAZY = {
+    'SAMCFFNet': 'sam_cffnet.models',
+    'build_model': 'sam_cffnet.models',
+    'list_models': 'sam_cffnet.models',
+    'Preprocessing': 'sam_cffnet.preprocessing',
     'SegmentationTask': 'sam_cffnet.tasks',
     'BijieDataModule': 'sam_cffnet.datamodules',
     'Landslide4SenseDataModule': 'sam_cffnet.datamodules',
@@ -23,7 +26,7 @@ _LAZY = {
     'ReferenceTilesDataModule': 'sam_cffnet.datamodules',
 }
 
-__all__ = ['SAMCFFNet', '__version__', 'build_model', 'list_models', *_LAZY]
+__all__ = ['__version__', *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

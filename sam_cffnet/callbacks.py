@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,61 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image
 
-__all__ = ['DemoBanner', 'PredictionWriter']
+from .errors import OutputExistsError
+
+__all__ = ['DemoBanner', 'LastCheckpoint', 'PredictionWriter']
 
 BANNER = '=' * 100
+
+
+class LastCheckpoint(Callback):
+    """Writes ``last.ckpt`` at the end of every training epoch: the checkpoint to resume from.
+
+    Lightning 2.6's ``ModelCheckpoint(save_last=True, monitor=...)`` refreshes ``last.ckpt`` only when a new best is
+    written in the same step, so it can hold the best epoch instead of the last one and a resume repeats epochs.
+    This callback writes the last completed epoch whatever the monitored metric did (after validation and after
+    the best-model bookkeeping, which the file includes), through a temporary file renamed into place: a job killed
+    while writing leaves the previous ``last.ckpt`` intact.
+
+    Args:
+        dirpath: where to write (default: the ``ModelCheckpoint``'s folder, else ``<default_root_dir>/checkpoints``).
+        filename: file name without extension.
+    """
+
+    def __init__(self, dirpath: str | None = None, filename: str = 'last') -> None:
+        self.dirpath = dirpath
+        self.filename = filename
+        self.last_model_path = ''
+        self._written_step = -1
+
+    def _target(self, trainer: Trainer) -> Path:
+        if self.dirpath is not None:
+            folder = Path(self.dirpath)
+        elif trainer.checkpoint_callback is not None and getattr(trainer.checkpoint_callback, 'dirpath', None):
+            folder = Path(trainer.checkpoint_callback.dirpath)  # type: ignore[arg-type]
+        else:
+            folder = Path(trainer.default_root_dir) / 'checkpoints'
+        return folder / f'{self.filename}.ckpt'
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.fast_dev_run or trainer.sanity_checking or self._written_step == trainer.global_step:
+            return
+        target = self._target(trainer)
+        tmp = target.with_name(f'.{target.name}.partial')
+        if trainer.is_global_zero:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(tmp)  # every rank takes part; rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(tmp, target)
+        trainer.strategy.barrier('last_checkpoint')
+        self.last_model_path = str(target)
+        self._written_step = trainer.global_step
+
+    def state_dict(self) -> dict[str, Any]:
+        return {'last_model_path': self.last_model_path}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.last_model_path = state_dict.get('last_model_path', '')
 
 
 class DemoBanner(Callback):
@@ -31,7 +84,7 @@ class DemoBanner(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         ckpt = trainer.checkpoint_callback
         best = getattr(ckpt, 'best_model_path', '') if ckpt is not None else ''
-        last = getattr(ckpt, 'last_model_path', '') if ckpt is not None else ''
+        last = next((c.last_model_path for c in trainer.callbacks if isinstance(c, LastCheckpoint)), '')
         log_dir = Path(trainer.log_dir) if trainer.log_dir else None
         pictures = sorted((log_dir / 'predictions').glob('*.png')) if log_dir else []
         lines = [
@@ -85,7 +138,7 @@ class PredictionWriter(BasePredictionWriter):
             return
         out = Path(self.output_dir) if self.output_dir else Path(trainer.default_root_dir) / 'predictions'
         if out.exists() and any(out.glob('tile_*.png')) and not self.overwrite:
-            raise FileExistsError(
+            raise OutputExistsError(
                 f'{out} already holds predictions; choose another --prediction_writer.output_dir or pass '
                 f'--prediction_writer.overwrite true'
             )

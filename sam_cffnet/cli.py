@@ -3,88 +3,84 @@
 Training subcommands come from Lightning's own ``LightningCLI``: every Trainer flag works (``--trainer.precision
 bf16-mixed``, ``--trainer.devices 4 --trainer.strategy ddp``, ``--trainer.num_nodes``, SLURM). ``CONFIG`` is a YAML
 path, or the bare name of a recipe shipped with the package (``bijie.yaml`` or ``bijie``); list them with
-``python -m sam_cffnet configs``.
+``python -m sam_cffnet configs``. ``fit --ckpt_path last`` starts a run, or resumes it from its ``last.ckpt``
+after an interruption: the same command does both.
 
-Other subcommands (run ``python -m sam_cffnet <command> --help``) live in :data:`TOOLS`.
+Other subcommands (run ``python -m sam_cffnet <command> --help``) live in :data:`TOOLS`. This module holds wiring
+only.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import re
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
 
-from .callbacks import PredictionWriter
+from .callbacks import LastCheckpoint, PredictionWriter
 from .checkpoint import WEIGHT_FILE_ARGS
-from .tasks.segmentation import SegmentationTask, clean_model_args
+from .errors import ConfigError, MissingFileError, SAMCFFNetError
+from .recipes import resolve_config, shipped_config_dir, shipped_configs
+from .tasks.segmentation import SegmentationTask
 
-__all__ = ['TOOLS', 'SAMCFFNetCLI', 'main', 'resolve_config', 'run_tool', 'shipped_configs', 'user_errors']
+__all__ = ['TOOLS', 'SAMCFFNetCLI', 'instantiate_config', 'main', 'parse_config', 'run_lightning', 'run_tool']
 
 DESCRIPTION = """SAM-based landslide segmentation (SAM-CFFNet, TransLandSeg, HPCL-Net, baselines).
 
 Train/evaluate:  python -m sam_cffnet {fit,validate,test,predict} --config CONFIG [--key value ...]
                  CONFIG is a YAML file or the name of a shipped recipe (list them: python -m sam_cffnet configs).
-Tools:           python -m sam_cffnet {configs,models,export,report,extract-features,map} --help
+                 fit --ckpt_path last: start, or resume after an interruption (the same command).
+Tools:           python -m sam_cffnet {configs,models,export,report,extract-features,map,reproduce} --help
 """
 
-
-def shipped_config_dir() -> Path:
-    """The folder of recipes shipped inside the package (the repository's ``configs/`` links to it)."""
-    return Path(str(resources.files('sam_cffnet') / 'configs'))
+#: Where the model's options live in a parsed config (the task's ``model`` argument -> the model's ``init_args``).
+MODEL_ARGS_KEY = 'model.model.init_args'
 
 
-def shipped_configs() -> list[str]:
-    """Names of the shipped recipes, relative to :func:`shipped_config_dir`."""
-    root = shipped_config_dir()
-    return sorted(str(p.relative_to(root)) for p in root.rglob('*.yaml'))
-
-
-def resolve_config(name: str) -> str:
-    """A config path: ``name`` itself if it exists, else the shipped recipe of that name (with or without
-    ``.yaml`` / a leading ``configs/``), else ``name`` unchanged (jsonargparse then reports it missing)."""
-    if Path(name).exists():
-        return name
-    root = shipped_config_dir()
-    stem = name[len('configs/') :] if name.startswith('configs/') else name
-    for candidate in (stem, f'{stem}.yaml'):
-        path = root / candidate
-        if path.is_file():
-            return str(path)
-    return name
+def _check_config_arg(name: str) -> str:
+    path = resolve_config(name)
+    if not Path(path).exists():
+        raise MissingFileError(
+            f'--config {name}: no such file and no shipped recipe of that name; list the recipes with '
+            f'`python -m sam_cffnet configs`'
+        )
+    return path
 
 
 def _resolve_config_args(argv: list[str]) -> list[str]:
     out = list(argv)
     for i, arg in enumerate(out):
         if arg in ('--config', '-c') and i + 1 < len(out):
-            out[i + 1] = resolve_config(out[i + 1])
+            out[i + 1] = _check_config_arg(out[i + 1])
         elif arg.startswith('--config='):
-            out[i] = '--config=' + resolve_config(arg.split('=', 1)[1])
+            out[i] = '--config=' + _check_config_arg(arg.split('=', 1)[1])
     return out
 
 
-def check_config_paths(cfg: Any) -> None:
-    """Raise :class:`FileNotFoundError` naming the config key for a missing weight file (SAM checkpoint, the
-    authors' checkpoint, ImageNet weights) or data root."""
-    import importlib
+def _model_args(cfg: Any) -> dict[str, Any]:
+    model = (cfg.get('model') or {}).get('model') or {}
+    args = model.get('init_args') if hasattr(model, 'get') else None
+    return dict(args or {})
 
-    model_args = clean_model_args(((cfg.get('model', {}) or {}).get('init_args', {}) or {}).get('model_args'))
+
+def check_config_paths(cfg: Any) -> None:
+    """Raise :class:`~sam_cffnet.errors.MissingFileError` naming the config key for a missing weight file (SAM
+    checkpoint, the authors' checkpoint, ImageNet weights) or data root, before anything is built."""
+    model_args = _model_args(cfg)
     for key, expected in WEIGHT_FILE_ARGS.items():
         if key == 'sam_checkpoint' and model_args.get('reference_checkpoint'):
             continue  # both given: the model refuses the pair with its own message, before any work
         path = model_args.get(key)
         if path and not Path(path).exists():
-            raise FileNotFoundError(
-                f'model.init_args.model_args.{key}: {path} does not exist (expected {expected}: see '
-                f'checkpoints/README.md)'
-            )
+            raise MissingFileError(f'{MODEL_ARGS_KEY}.{key}: {path} does not exist (expected {expected})')
     data = cfg.get('data', {}) or {}
     class_path = data.get('class_path') or ''
     root = (data.get('init_args') or {}).get('root')
@@ -95,36 +91,99 @@ def check_config_paths(cfg: Any) -> None:
         except (ImportError, AttributeError):
             creates_root = False
         if not creates_root:
-            raise FileNotFoundError(f'data.init_args.root: {root} does not exist (expected the {name} dataset there)')
+            raise MissingFileError(f'data.init_args.root: {root} does not exist (expected the {name} dataset there)')
+
+
+def _latest_version(save_dir: Path, name: str) -> int | None:
+    folder = save_dir / name
+    versions = [int(m.group(1)) for p in folder.glob('version_*') if (m := re.fullmatch(r'version_(\d+)', p.name))]
+    return max(versions) if versions else None
+
+
+def resolve_last_checkpoint(cfg: Any) -> str | None:
+    """``fit --ckpt_path last``: the newest ``last.ckpt`` (or SLURM ``hpc_ckpt_*.ckpt``) of this config's runs.
+
+    The loggers of ``cfg`` are pinned to the version that holds it, so the resumed run writes its logs and
+    checkpoints into the same folders. Returns ``None`` (a fresh start) when there is none.
+    """
+    trainer = cfg.get('trainer') or {}
+    root = Path(trainer.get('default_root_dir') or os.getcwd())
+    loggers = trainer.get('logger')
+    loggers = loggers if isinstance(loggers, list) else ([loggers] if isinstance(loggers, dict) else [])
+    explicit = ((cfg.get('checkpoint') or {}).get('dirpath')) or None
+    candidates: list[tuple[float, Path, int | None]] = []
+    if explicit:
+        candidates += [(p.stat().st_mtime, p, None) for p in [Path(explicit) / 'last.ckpt'] if p.is_file()]
+    elif loggers and isinstance(loggers[0].get('init_args'), dict):
+        args = loggers[0]['init_args']
+        save_dir, name = Path(args.get('save_dir') or root), str(args.get('name') or 'lightning_logs')
+        for path in (save_dir / name).glob('version_*/checkpoints/last.ckpt'):
+            candidates.append((path.stat().st_mtime, path, int(path.parent.parent.name.split('_')[1])))
+    else:
+        candidates += [(p.stat().st_mtime, p, None) for p in [root / 'checkpoints' / 'last.ckpt'] if p.is_file()]
+    candidates += [(p.stat().st_mtime, p, None) for p in root.glob('hpc_ckpt_*.ckpt')]
+    if not candidates:
+        return None
+    _, path, version = max(candidates, key=lambda c: c[0])
+    if version is not None:
+        for logger in loggers:
+            init = logger.get('init_args')
+            if isinstance(init, dict):
+                save_dir, name = Path(init.get('save_dir') or root), str(init.get('name') or 'lightning_logs')
+                own = version if logger is loggers[0] else _latest_version(save_dir, name)
+                if own is not None:
+                    init['version'] = own
+    return str(path)
 
 
 class SAMCFFNetCLI(LightningCLI):
     """LightningCLI with the package's defaults.
 
-    * ``data.num_channels`` is linked to ``model.init_args.in_channels`` (a band-count mismatch is an error);
-    * a ``ModelCheckpoint`` (``--checkpoint.*``) keeps the best epoch by validation landslide IoU and the last one;
-    * a :class:`PredictionWriter` (``--prediction_writer.*``) writes what ``predict`` predicts as PNGs;
+    * ``data.num_channels`` is linked to the model's ``in_channels``;
+    * a ``ModelCheckpoint`` (``--checkpoint.*``) keeps the best epoch by validation landslide IoU, and a
+      :class:`~sam_cffnet.callbacks.LastCheckpoint` writes ``last.ckpt`` at the end of every epoch;
+    * a :class:`~sam_cffnet.callbacks.PredictionWriter` (``--prediction_writer.*``) writes what ``predict``
+      predicts as PNGs;
     * the seed defaults to the reference's 100.
     """
 
     def before_instantiate_classes(self) -> None:
-        """Fail fast, before any model is built or data is read, on paths the config names but that do not exist."""
+        """Fail fast on paths that do not exist; resolve ``fit --ckpt_path last``."""
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         check_config_paths(cfg)
+        if self.subcommand == 'fit' and cfg.get('ckpt_path') == 'last':
+            found = resolve_last_checkpoint(cfg)
+            cfg['ckpt_path'] = found
+            rank_zero_info(f'resuming from {found}' if found else 'ckpt_path=last: no checkpoint yet, starting afresh')
 
     def add_arguments_to_parser(self, parser: Any) -> None:
-        parser.link_arguments('data.num_channels', 'model.init_args.in_channels', apply_on='instantiate')
+        parser.link_arguments('data.num_channels', f'{MODEL_ARGS_KEY}.in_channels', apply_on='instantiate')
         parser.add_lightning_class_args(ModelCheckpoint, 'checkpoint')
+        parser.add_lightning_class_args(LastCheckpoint, 'last_checkpoint')
         parser.add_lightning_class_args(PredictionWriter, 'prediction_writer')
         parser.set_defaults(
             {
                 'checkpoint.monitor': SegmentationTask.monitor,
                 'checkpoint.mode': SegmentationTask.mode,
-                'checkpoint.save_last': True,
+                'checkpoint.save_last': False,
                 'checkpoint.filename': 'best-epoch{epoch:03d}-iou{val_landslide_iou:.4f}',
                 'checkpoint.auto_insert_metric_name': False,
             }
         )
+
+
+def _cli(argv: list[str] | None, run: bool, from_command_line: bool = False) -> SAMCFFNetCLI:
+    return SAMCFFNetCLI(
+        SegmentationTask,
+        LightningDataModule,
+        subclass_mode_model=False,
+        subclass_mode_data=True,
+        seed_everything_default=100,
+        args=None if from_command_line else argv,
+        run=run,
+        parser_kwargs={'description': DESCRIPTION, 'allow_abbrev': False},
+        save_config_kwargs={'overwrite': False},
+    )
 
 
 def run_lightning(argv: list[str], from_command_line: bool = False) -> SAMCFFNetCLI:
@@ -132,16 +191,45 @@ def run_lightning(argv: list[str], from_command_line: bool = False) -> SAMCFFNet
     argv = _resolve_config_args(argv)
     if from_command_line:  # LightningCLI reads sys.argv itself: hand it the resolved arguments there
         sys.argv = [sys.argv[0], *argv]
-    return SAMCFFNetCLI(
+    return _cli(argv, run=True, from_command_line=from_command_line)
+
+
+class _ParseOnly(SAMCFFNetCLI):
+    """Parses configs like the training CLI (the data block optional), without building anything."""
+
+    def before_instantiate_classes(self) -> None:
+        pass  # nothing is read: files named in the config need not exist
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+def parse_config(argv: list[str]) -> Any:
+    """Parse ``--config`` files and overrides exactly as ``fit`` does (merging, defaults, types), building nothing.
+
+    Returns:
+        The parsed config as a plain dict (``model``, ``data``, ``trainer``, ...).
+    """
+    cli = _ParseOnly(
         SegmentationTask,
-        LightningDataModule,
-        subclass_mode_model=True,
+        None,
+        subclass_mode_model=False,
         subclass_mode_data=True,
-        seed_everything_default=100,
-        args=None if from_command_line else argv,
-        parser_kwargs={'description': DESCRIPTION},
-        save_config_kwargs={'overwrite': False},
+        seed_everything_default=False,
+        args=_resolve_config_args(argv),
+        run=False,
+        parser_kwargs={'description': DESCRIPTION, 'allow_abbrev': False},
     )
+    return cli.config.as_dict()
+
+
+def datamodule_from_config(config: dict[str, Any]) -> Any:
+    """Build the datamodule of a parsed config (datamodules read no file before ``setup``), or ``None``."""
+    data = config.get('data') or {}
+    if not data.get('class_path'):
+        return None
+    module, _, name = data['class_path'].rpartition('.')
+    return getattr(importlib.import_module(module), name)(**(data.get('init_args') or {}))
 
 
 # ---------------------------------------------------------------------------------------------- tools
@@ -157,10 +245,11 @@ def _cmd_configs(argv: list[str]) -> int:
 def _cmd_models(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog='python -m sam_cffnet models', description='List the registered models.')
     parser.parse_args(argv)
-    from .models import list_models
+    from .models import model_table
 
-    for name in list_models():
-        print(name)
+    print('registered name     class_path (use it in a config: model.init_args.model.class_path)')
+    for name, path in model_table():
+        print(f'{name:<19} {path}')
     return 0
 
 
@@ -173,8 +262,11 @@ def _cmd_export(argv: list[str]) -> int:
     parser.add_argument('output', help='the file to write')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing output file')
     args = parser.parse_args(argv)
+    from .errors import OutputExistsError
     from .tasks.segmentation import export_checkpoint
 
+    if Path(args.output).exists() and not args.overwrite:  # before loading anything
+        raise OutputExistsError(f'{args.output} exists; pass --overwrite to replace it')
     out = export_checkpoint(args.checkpoint, args.output, overwrite=args.overwrite)
     print(f'wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)')
     return 0
@@ -184,16 +276,60 @@ def _cmd_report(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog='python -m sam_cffnet report',
         description='Total / trainable / frozen parameters and FLOPs per tile of the model of a config '
-        '(counted on the meta device: instant even for ViT-L).',
+        '(counted on the meta device: instant even for ViT-L). Further --key value options are config overrides.',
     )
     parser.add_argument('--config', action='append', required=True, help='config file or shipped recipe (repeatable)')
     parser.add_argument('--csv', help="also write the row as CSV to this file ('-': print CSV instead of the table)")
     parser.add_argument('--tile-size', type=int, help="tile side (default: the config's data tile_size, else 256)")
-    parser.add_argument('--in-channels', type=int, help='input bands (default: from the config, else 3)')
-    args = parser.parse_args(argv)
+    args, overrides = parser.parse_known_args(argv)
     from .report import run_report
 
-    run_report([resolve_config(c) for c in args.config], args.csv, args.tile_size, args.in_channels)
+    config = parse_config([arg for c in args.config for arg in ('--config', c)] + overrides)
+    model = config['model']['model']
+    datamodule = datamodule_from_config(config)
+    tile = args.tile_size or (datamodule.preprocessing.tile_size if datamodule is not None else 256)
+    bands = datamodule.num_channels if datamodule is not None else int(model['init_args'].get('in_channels', 3))
+    run_report(model, tile, bands, args.csv)
+    return 0
+
+
+def instantiate_config(argv: list[str]) -> tuple[Any, Any]:
+    """The task and datamodule of ``--config`` files and overrides, built by the training CLI itself (not run)."""
+    cli = _cli(_resolve_config_args([*argv, '--trainer.logger', 'false']), run=False)
+    return cli.model, cli.datamodule
+
+
+def _cmd_extract_features(argv: list[str]) -> int:
+    from .features.extract import ImageFolder, build_parser, extract_folder, extract_split, split_datasets
+
+    args, overrides = build_parser().parse_known_args(argv)
+    import torch
+
+    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    if args.images:
+        if overrides:
+            raise ConfigError(f'extract-features --images: unknown arguments {overrides}')
+        from .models.encoders.sam import SAMEncoder
+
+        probe = ImageFolder(args.images, args.scale)[0]['image']
+        encoder = SAMEncoder(
+            args.encoder, args.sam_checkpoint, args.input_size or None, args.sam_normalize, probe.shape[0],
+            band_indices=None if probe.shape[0] == 3 else [0, 1, 2], attention=args.attention, autocast=args.autocast,
+        )  # fmt: skip
+        extract_folder(encoder, args.images, args.output, args.scale, args.batch_size or 4, device, args.overwrite)
+        return 0
+    from .features.datamodule import CachedFeatureDataModule
+
+    task, datamodule = instantiate_config(['--config', args.config, *overrides])
+    encoder = getattr(task.model, 'encoder', None)
+    if encoder is None or not hasattr(encoder, 'fingerprint'):
+        raise ConfigError(f'{args.config}: {type(task.model).__name__} has no frozen SAM encoder to extract')
+    if isinstance(datamodule, CachedFeatureDataModule):
+        datamodule = datamodule.datamodule
+    datamodule.prepare_data()
+    for split, dataset in split_datasets(datamodule, args.split).items():
+        extract_split(encoder, datamodule, split, args.output, args.batch_size, args.num_workers, device,
+                      args.overwrite, dataset=dataset)  # fmt: skip
     return 0
 
 
@@ -206,7 +342,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     'report': ("parameters and FLOPs per tile of a config's model (table or CSV)", 'sam_cffnet.cli:_cmd_report'),
     'extract-features': (
         'compute frozen SAM features once (cache for head training, or embeddings)',
-        'sam_cffnet.features.extract:main',
+        'sam_cffnet.cli:_cmd_extract_features',
     ),
     'map': (
         'map landslides over a whole scene (GeoTIFF/PNG) -> georeferenced COG + polygons',
@@ -217,23 +353,8 @@ TOOLS: dict[str, tuple[str, str]] = {
 
 def run_tool(name: str, argv: list[str]) -> int:
     """Run the extra subcommand ``name`` with its arguments."""
-    import importlib
-
     module, _, function = TOOLS[name][1].partition(':')
     return getattr(importlib.import_module(module), function)(argv)
-
-
-def user_errors() -> tuple[type[Exception], ...]:
-    """The exceptions that report bad input: a missing, malformed or existing file or folder (``OSError``, the
-    datasets' ``DatasetNotFoundError`` and ``DatasetLayoutError``, ``CheckpointError``, ``InputRasterError``), a
-    stale or truncated feature cache (``CacheError``) or a value that does not fit (``ValueError``).
-
-    Their messages name the path or the value and what was expected; on the command line they are shown as that
-    message alone (see :func:`main`).
-    """
-    from .features.cache import CacheError
-
-    return (OSError, ValueError, CacheError)
 
 
 def main(args: list[str] | None = None) -> Any:
@@ -244,20 +365,27 @@ def main(args: list[str] | None = None) -> Any:
 
     Returns:
         With ``args`` given: what the subcommand returns (the :class:`SAMCFFNetCLI` of a training subcommand, a
-        tool's exit code); errors propagate as exceptions. From the command line: the exit status, 0 on success and
-        2 for bad input (:func:`user_errors`), which is printed as ``sam_cffnet: error: <message>`` without a
-        traceback unless ``SAM_CFFNET_TRACEBACK=1`` is set.
+        tool's exit code); errors propagate as exceptions. From the command line: the exit status: 0 on success,
+        2 for bad input (a :class:`~sam_cffnet.errors.SAMCFFNetError`, printed as ``sam_cffnet: error: <message>``
+        without a traceback unless ``SAM_CFFNET_TRACEBACK=1`` is set), 143 when stopped by SIGTERM (rerun the same
+        command with ``--ckpt_path last`` to resume). Any other exception is a bug: its traceback is shown (exit 1).
     """
     if args is not None:
         return _dispatch(list(args), from_command_line=False)
     try:
         result = _dispatch(sys.argv[1:], from_command_line=True)
-    except Exception as err:
-        if os.environ.get('SAM_CFFNET_TRACEBACK') or not isinstance(err, user_errors()):
+    except SAMCFFNetError as err:
+        if os.environ.get('SAM_CFFNET_TRACEBACK'):
             raise
         print(f'sam_cffnet: error: {err}', file=sys.stderr)
         print('(set SAM_CFFNET_TRACEBACK=1 to see the traceback)', file=sys.stderr)
         return 2
+    except BaseException as err:
+        if type(err).__name__ == 'SIGTERMException':  # lightning.pytorch.utilities.exceptions.SIGTERMException
+            print('sam_cffnet: stopped by SIGTERM; rerun the same command with --ckpt_path last to resume from the '
+                  'last completed epoch', file=sys.stderr)  # fmt: skip
+            return 143
+        raise
     return result if isinstance(result, int) else 0
 
 
@@ -270,4 +398,9 @@ def _dispatch(argv: list[str], from_command_line: bool) -> Any:
         for name, (text, _) in TOOLS.items():
             print(f'  {name:<18} {text}')
         print()
+    if argv and argv[0] not in ('fit', 'validate', 'test', 'predict', '-h', '--help', '--version'):
+        raise ConfigError(
+            f'unknown command {argv[0]!r}; commands: fit, validate, test, predict, {", ".join(TOOLS)} '
+            f'(python -m sam_cffnet --help)'
+        )
     return run_lightning(argv, from_command_line=from_command_line)

@@ -30,21 +30,9 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-__all__ = ['LandslideMetrics', 'metrics_from_confusion']
+from .thresholds import ThresholdRule
 
-METRIC_NAMES = (
-    'landslide_iou',
-    'landslide_f1',
-    'landslide_precision',
-    'landslide_recall',
-    'background_iou',
-    'miou',
-    'overall_accuracy',
-    'macro_precision',
-    'macro_recall',
-    'macro_f1',
-    'fwiou',
-)
+__all__ = ['LandslideMetrics', 'metrics_from_confusion']
 
 
 def _div(a: Tensor, b: Tensor) -> Tensor:
@@ -82,28 +70,18 @@ class LandslideMetrics(Metric):
     """Global binary confusion matrix with paper-exact, unambiguous metric names.
 
     Args:
-        threshold: probability threshold for "landslide" (default 0.5).
-        threshold_on_logits: reproduce the reference's ``logit > threshold`` (with 0.5 this equals probability
-            > 0.6225); off by default.
+        rule: the decision rule (:class:`~sam_cffnet.thresholds.ThresholdRule`; default probability > 0.5). The
+            reference's ``logit > 0.5`` is ``ThresholdRule(0.5, on_logits=True)`` (= probability > 0.6225).
     """
 
     full_state_update = False
     is_differentiable = False
     higher_is_better = True
 
-    def __init__(self, threshold: float = 0.5, threshold_on_logits: bool = False) -> None:
+    def __init__(self, rule: ThresholdRule | None = None) -> None:
         super().__init__()
-        if not threshold_on_logits and not 0.0 < threshold < 1.0:
-            raise ValueError(f'a probability threshold must be in (0, 1), got {threshold}')
-        self.threshold = threshold
-        self.threshold_on_logits = threshold_on_logits
+        self.rule = rule or ThresholdRule()
         self.add_state('confmat', default=torch.zeros(2, 2, dtype=torch.long), dist_reduce_fx='sum')
-
-    def predict(self, logits: Tensor) -> Tensor:
-        """Binary prediction (same shape as ``logits``, int64) under the configured threshold rule."""
-        if self.threshold_on_logits:
-            return (logits > self.threshold).long()
-        return (torch.sigmoid(logits.float()) > self.threshold).long()
 
     def update(self, logits: Tensor, target: Tensor) -> None:
         """Accumulate a batch.
@@ -114,7 +92,7 @@ class LandslideMetrics(Metric):
         """
         if logits.ndim == 4 and logits.shape[1] == 1:
             logits = logits[:, 0]
-        pred = self.predict(logits).reshape(-1)
+        pred = self.rule.from_logits(logits).reshape(-1)
         truth = target.reshape(-1).long()
         self.confmat += torch.bincount(truth * 2 + pred, minlength=4).reshape(2, 2)
 

@@ -11,6 +11,8 @@ Typical use::
 
     from sam_cffnet.report import model_report
     model_report(build_model('sam_cffnet'), tile_size=256)   # works on real or meta-device models
+
+The command line parses the config with the training CLI's own parser (``sam_cffnet.cli``); this module only counts.
 """
 
 from __future__ import annotations
@@ -24,13 +26,12 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
-import yaml
 from torch import nn
 from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
 from .checkpoint import WEIGHT_FILE_ARGS
-from .models.registry import build_model
+from .models.registry import build_model_from_config, model_table
 
 __all__ = [
     'COLUMNS',
@@ -38,7 +39,6 @@ __all__ = [
     'count_flops',
     'format_csv',
     'format_table',
-    'load_model_block',
     'model_report',
     'run_report',
 ]
@@ -142,95 +142,22 @@ def model_report(model: nn.Module, tile_size: int = 256, in_channels: int = 3, n
     }
 
 
-# ---------------------------------------------------------------------------------------------- configs
-def _merge(base: dict, update: Mapping) -> dict:
-    """Merge YAML dicts like ``--config a --config b``: nested dicts merge, but ``model_args`` is replaced whole
-    (it is a plain dict argument, which jsonargparse replaces)."""
-    out = dict(base)
-    for k, v in update.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) and k != 'model_args':
-            out[k] = _merge(dict(out[k]), v)
-        else:
-            out[k] = v
-    return out
-
-
-def _resolve(path: str | os.PathLike[str]) -> Path:
-    if Path(path).exists():
-        return Path(path)
-    from .cli import resolve_config  # shipped recipes by name (bijie, models/sam_psp.yaml, ...)
-
-    return Path(resolve_config(os.fspath(path)))
-
-
-def load_model_block(
-    config: str | os.PathLike[str] | Mapping[str, Any] | Sequence[str | os.PathLike[str] | Mapping[str, Any]],
-) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """The model name, its arguments and the data arguments of a config.
-
-    Args:
-        config: a LightningCLI YAML file (path or shipped recipe name), several of them merged in order (as
-            ``--config a --config b``), or an already loaded mapping: the whole config, its ``model:`` block, or the
-            task arguments ``{'model': 'sam_psp', 'model_args': {...}}``.
-
-    Returns:
-        ``(model name, model_args, data init_args)``; a task-level ``in_channels`` is folded into ``model_args``.
-    """
-    items = [config] if isinstance(config, str | os.PathLike | Mapping) else list(config)
-    merged: dict[str, Any] = {}
-    for item in items:
-        if isinstance(item, Mapping):
-            data = dict(item)
-        else:
-            with open(_resolve(item)) as f:
-                data = yaml.safe_load(f) or {}
-        merged = _merge(merged, data)
-    block: Any = merged
-    if isinstance(block.get('model'), Mapping):  # whole config -> model block
-        block = block['model']
-    if 'init_args' in block:  # class_path/init_args form
-        block = block['init_args']
-    if not isinstance(block.get('model'), str):
-        raise ValueError('no model found in the config: expected model: {class_path: ..., init_args: {model: NAME}}')
-    args = dict(block.get('model_args') or {})
-    if block.get('in_channels') is not None:
-        args.setdefault('in_channels', block['in_channels'])
-    data = merged.get('data') or {}
-    data_args = dict(data.get('init_args', data) if isinstance(data, Mapping) else {})
-    return block['model'], args, data_args
-
-
-def build_meta_model(name: str, model_args: Mapping[str, Any] | None = None) -> nn.Module:
-    """Build a registered model for counting, without reading any weight file (the :data:`WEIGHT_ARGS`, e.g.
-    ``sam_checkpoint``, are dropped).
+# ---------------------------------------------------------------------------------------------- models
+def build_meta_model(config: Mapping[str, Any]) -> nn.Module:
+    """Build a model from its config (``{'class_path', 'init_args'}``) for counting, without reading any weight
+    file (the :data:`WEIGHT_ARGS`, e.g. ``sam_checkpoint``, are dropped).
 
     The model is built on the meta device (no memory, instant for ViT-L); a constructor that needs real values
     (smp's MiT computes its drop-path rates with ``.item()``) is built on the CPU instead, which is cheap for those
     models. :func:`count_flops` works on both.
     """
-    args = {k: v for k, v in (model_args or {}).items() if k not in WEIGHT_ARGS}
+    args = {k: v for k, v in dict(config.get('init_args') or {}).items() if k not in WEIGHT_ARGS}
+    lean = {'class_path': config['class_path'], 'init_args': args}
     try:
-        with _meta_device():
-            return build_model(name, **args)
+        with torch.device('meta'):
+            return build_model_from_config(lean)
     except (RuntimeError, NotImplementedError):
-        return build_model(name, **args)
-
-
-def _meta_device() -> Any:
-    """``torch.device('meta')`` as a context, except that ``torch.linspace`` stays on the CPU: constructors such as
-    timm's / smp's MiT turn a linspace into Python floats (drop-path rates) with ``.item()``."""
-    try:
-        from torch.utils._device import DeviceContext
-    except ImportError:  # pragma: no cover - private API moved
-        return torch.device('meta')
-
-    class _Meta(DeviceContext):
-        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-            if func is torch.linspace:
-                return func(*args, **(kwargs or {}))
-            return super().__torch_function__(func, types, args, kwargs)
-
-    return _Meta(torch.device('meta'))
+        return build_model_from_config(lean)
 
 
 # ---------------------------------------------------------------------------------------------- output
@@ -267,32 +194,32 @@ def format_csv(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def run_report(
-    config: str | os.PathLike[str] | Mapping[str, Any] | Sequence[str | os.PathLike[str] | Mapping[str, Any]],
+    model_config: Mapping[str, Any],
+    tile_size: int = 256,
+    in_channels: int = 3,
     csv: str | os.PathLike[str] | None = None,
-    tile_size: int | None = None,
-    in_channels: int | None = None,
     out: IO[str] | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """Print the efficiency report of the model of a config: the CLI's ``report`` subcommand.
+    """Print the efficiency report of a model config: the CLI's ``report`` subcommand (which parses the config).
 
     Args:
-        config: see :func:`load_model_block` (a path, a shipped recipe name, a list of them merged like repeated
-            ``--config``, or a mapping holding the model block).
+        model_config: ``{'class_path', 'init_args'}`` of the model.
+        tile_size: tile side.
+        in_channels: bands of the tile.
         csv: also write the row as CSV to this file (``'-'``: print the CSV instead of the table).
-        tile_size: tile side; default the data block's ``tile_size`` (or ``patch_size``), else 256.
-        in_channels: bands; default ``model_args.in_channels`` (or the task's ``in_channels``), else 3.
         out: where to print (default stdout).
+        name: the model's name in the report (default: its registered name).
 
     Returns:
-        The report row (:func:`model_report`'s dict; ``model`` is the registered name).
+        The report row (:func:`model_report`'s dict).
     """
     out = out or sys.stdout
-    name, args, data_args = load_model_block(config)
-    tile = int(tile_size or data_args.get('tile_size') or data_args.get('patch_size') or 256)
-    bands = int(in_channels or args.get('in_channels') or 3)
-    if bands != 3 or 'in_channels' in args:
-        args['in_channels'] = bands
-    row = model_report(build_meta_model(name, args), tile, bands, name=name)
+    args = {**dict(model_config.get('init_args') or {}), 'in_channels': in_channels}
+    model = build_meta_model({'class_path': model_config['class_path'], 'init_args': args})
+    if name is None:
+        name = next((n for n, path in model_table() if path.endswith('.' + type(model).__qualname__)), None)
+    row = model_report(model, tile_size, in_channels, name=name)
     text = format_csv([row])
     if csv is not None and os.fspath(csv) == '-':
         print(text, end='', file=out)

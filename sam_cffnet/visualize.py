@@ -8,7 +8,62 @@ import numpy as np
 from matplotlib.figure import Figure
 from torch import Tensor
 
-__all__ = ['display_rgb', 'prediction_figure']
+__all__ = ['display_rgb', 'percentile_stretch', 'plot_segmentation', 'prediction_figure']
+
+
+def percentile_stretch(image: np.ndarray, lower: float = 2, upper: float = 98) -> np.ndarray:
+    """Stretch an ``(H, W, C)`` image to [0, 1] per channel using percentiles (for display only).
+
+    Args:
+        image: Array ``(H, W, C)``.
+        lower: Lower percentile.
+        upper: Upper percentile.
+
+    Returns:
+        Float array in [0, 1].
+    """
+    image = image.astype(np.float32)
+    lo = np.nanpercentile(image, lower, axis=(0, 1), keepdims=True)
+    hi = np.nanpercentile(image, upper, axis=(0, 1), keepdims=True)
+    return np.clip((image - lo) / np.maximum(hi - lo, 1e-6), 0, 1)
+
+
+def plot_segmentation(
+    image: np.ndarray,
+    mask: Tensor | np.ndarray | None,
+    prediction: Tensor | np.ndarray | None,
+    show_titles: bool = True,
+    suptitle: str | None = None,
+) -> Figure:
+    """An RGB image with its mask and optional prediction side by side (the datasets' ``plot``).
+
+    Args:
+        image: Display-ready array ``(H, W, 3)`` in [0, 1].
+        mask: Ground truth ``(H, W)`` or None.
+        prediction: Prediction ``(H, W)`` or None.
+        show_titles: Whether to add panel titles.
+        suptitle: Optional figure title.
+
+    Returns:
+        A matplotlib Figure.
+    """
+    panels: list[tuple[np.ndarray, str, dict]] = [(image, 'Image', {})]
+    binary = {'cmap': 'gray', 'vmin': 0, 'vmax': 1, 'interpolation': 'none'}
+    if mask is not None:
+        panels.append((np.asarray(mask.detach().cpu() if isinstance(mask, Tensor) else mask), 'Mask', binary))
+    if prediction is not None:
+        pred = np.asarray(prediction.detach().cpu() if isinstance(prediction, Tensor) else prediction)
+        panels.append((pred, 'Prediction', binary))
+    fig = Figure(figsize=(4 * len(panels), 4))
+    axs = fig.subplots(1, len(panels), squeeze=False)
+    for ax, (arr, title, kw) in zip(axs[0], panels, strict=True):
+        ax.imshow(arr, **kw)
+        ax.axis('off')
+        if show_titles:
+            ax.set_title(title)
+    if suptitle is not None:
+        fig.suptitle(suptitle)
+    return fig
 
 
 def display_rgb(image: Tensor, bands: Sequence[int] | None = None) -> np.ndarray:
@@ -16,9 +71,7 @@ def display_rgb(image: Tensor, bands: Sequence[int] | None = None) -> np.ndarray
     img = image.detach().float().cpu()
     if bands is None:
         bands = [0, 1, 2] if img.shape[0] >= 3 else [0, 0, 0]
-    rgb = img[list(bands)].permute(1, 2, 0).numpy()
-    lo, hi = np.nanpercentile(rgb, 2), np.nanpercentile(rgb, 98)
-    return np.clip((rgb - lo) / max(hi - lo, 1e-6), 0, 1)
+    return percentile_stretch(img[list(bands)].permute(1, 2, 0).numpy())
 
 
 def prediction_figure(

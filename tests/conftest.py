@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 from types import ModuleType
@@ -24,6 +25,14 @@ def _seed_and_threads() -> None:
     # Tiny test models gain nothing from threads, and lose a lot on a shared 2-core machine.
     torch.manual_seed(0)
     torch.set_num_threads(1)
+
+
+def model_flags(args: dict[str, object]) -> list[str]:
+    """Command-line overrides of the model's options: ``--model.model.<key> <JSON value>`` for each entry."""
+    flags: list[str] = []
+    for key, value in args.items():
+        flags += [f'--model.model.{key}', value if isinstance(value, str) else json.dumps(value)]
+    return flags
 
 
 def load_fake_data_generator(name: str) -> ModuleType:

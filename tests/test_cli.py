@@ -10,23 +10,26 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import model_flags
 
-from sam_cffnet.cli import main, resolve_config, shipped_configs
+from sam_cffnet.cli import main
+from sam_cffnet.models import build_model
 from sam_cffnet.models.encoders.sam import SAMEncoder
+from sam_cffnet.recipes import resolve_config, shipped_configs
 from sam_cffnet.tasks import SegmentationTask
 
-TINY_MODEL = '{"encoder": "vit_tiny", "encoder_input_size": null, "sam_checkpoint": null}'
+TINY_MODEL = {'variant': 'vit_tiny', 'input_size': None, 'sam_checkpoint': None}
 DATASETS = ['bijie', 'landslide4sense', 'gvlm', 'reference_tiles']
 
 
-def tiny_args(config: str, root: Path, tmp_path: Path, *extra: str, model_args: str = TINY_MODEL) -> list[str]:
+def tiny_args(config: str, root: Path, tmp_path: Path, *extra: str, model_args: dict | None = None) -> list[str]:
     args = [
         '--config', config,
         '--data.init_args.root', str(root),
         '--data.init_args.tile_size', '64',
         '--data.init_args.batch_size', '2',
         '--data.init_args.num_workers', '0',
-        '--model.init_args.model_args', model_args,
+        *model_flags(TINY_MODEL if model_args is None else model_args),
         '--trainer.accelerator', 'cpu',
         '--trainer.devices', '1',
         '--trainer.logger', 'false',
@@ -36,6 +39,13 @@ def tiny_args(config: str, root: Path, tmp_path: Path, *extra: str, model_args: 
     if config == 'gvlm.yaml':
         args += ['--data.init_args.stride', '64']
     return args + list(extra)
+
+
+def last_checkpoint(trainer: object) -> str:
+    """The path of the ``last.ckpt`` a fit wrote (the LastCheckpoint callback's)."""
+    from sam_cffnet.callbacks import LastCheckpoint
+
+    return next(c.last_model_path for c in trainer.callbacks if isinstance(c, LastCheckpoint))  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize('name', DATASETS)
@@ -69,15 +79,16 @@ def test_resume_and_slim_checkpoint(fake_roots: dict[str, Path], tmp_path: Path)
     sam = tmp_path / 'sam_vit_tiny.pth'
     enc = SAMEncoder('vit_tiny')
     torch.save({f'image_encoder.{k}': v for k, v in enc.vit.state_dict().items()}, sam)
-    model_args = json.dumps({'encoder': 'vit_tiny', 'encoder_input_size': None, 'sam_checkpoint': str(sam)})
+    model_args = {'variant': 'vit_tiny', 'input_size': None, 'sam_checkpoint': str(sam)}
     common = tiny_args('bijie.yaml', fake_roots['bijie'], tmp_path, model_args=model_args)
     limits = ['--trainer.limit_train_batches', '2', '--trainer.limit_val_batches', '1']
     cli = main(['fit', *common, *limits, '--trainer.max_epochs', '1'])
-    last = Path(cli.trainer.checkpoint_callback.last_model_path)
+    last = Path(last_checkpoint(cli.trainer))
     assert cli.trainer.global_step == 2
     ckpt = torch.load(last, weights_only=True)
     assert not [k for k in ckpt['state_dict'] if k.startswith('model.encoder.vit.')]
     assert ckpt['sam_cffnet']['external_keys'] and ckpt['sam_cffnet']['preprocessing']['tile_size'] == 64
+    assert ckpt['sam_cffnet']['model']['class_path'].endswith('SAMCFFNet')
     assert ckpt['lr_schedulers'] and ckpt['optimizer_states']
 
     resumed_dir = ['--trainer.default_root_dir', str(tmp_path / 'resumed')]
@@ -94,7 +105,7 @@ def test_resume_and_slim_checkpoint(fake_roots: dict[str, Path], tmp_path: Path)
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(task(x), trained(x))
-    assert task.preprocessing['tile_size'] == 64
+    assert task.preprocessing.tile_size == 64
 
     # another SAM file -> refused, naming the file trained with
     other = tmp_path / 'other.pth'
@@ -109,10 +120,10 @@ def test_resume_and_slim_checkpoint(fake_roots: dict[str, Path], tmp_path: Path)
 
     from sam_cffnet.datamodules import BijieDataModule
 
-    other_task = SegmentationTask('sam_psp', {'encoder': 'vit_tiny', 'encoder_input_size': None}, in_channels=3)
+    other_task = SegmentationTask(build_model('sam_psp', variant='vit_tiny', input_size=None))
     dm = BijieDataModule(root=str(fake_roots['bijie']), tile_size=64, batch_size=2)
     trainer = Trainer(accelerator='cpu', logger=False, enable_progress_bar=False, default_root_dir=tmp_path / 'o')
-    with pytest.raises(ValueError, match="trained with model 'sam_cffnet'"):
+    with pytest.raises(ValueError, match=r"trained with model '[\w.]*SAMCFFNet'"):
         trainer.validate(other_task, dm, ckpt_path=last)
 
     # export: self-contained, loads without the SAM file
@@ -132,21 +143,22 @@ def test_authors_checkpoint_evaluates_and_fine_tunes_through_the_cli(
     from sam_cffnet import SAMCFFNet
     from sam_cffnet.metrics import LandslideMetrics
     from sam_cffnet.models.reference import ours_to_reference
+    from sam_cffnet.thresholds import ThresholdRule
 
     torch.manual_seed(3)
-    released = SAMCFFNet('vit_tiny', encoder_input_size=None).eval()
+    released = SAMCFFNet(variant='vit_tiny', input_size=None).eval()
     for module in released.modules():  # non-trivial BatchNorm statistics, as a trained model has
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.1, 0.1)
             module.running_var.uniform_(0.5, 1.5)
     path = tmp_path / 'GVLM_best.pth.tar'
     torch.save({'epoch': 12, 'state_dict': ours_to_reference(released.state_dict()), 'optimizer': {}}, path)
-    model_args = json.dumps({'encoder': 'vit_tiny', 'encoder_input_size': None, 'reference_checkpoint': str(path)})
+    model_args = {'variant': 'vit_tiny', 'input_size': None, 'sam_checkpoint': None, 'reference_checkpoint': str(path)}
     args = tiny_args('reference_tiles.yaml', fake_roots['reference_tiles'], tmp_path, model_args=model_args)
-    args += ['--model.init_args.threshold_on_logits', 'true']
+    args += ['--model.threshold_on_logits', 'true']
     cli = main(['validate', *args])
 
-    metrics = LandslideMetrics(threshold_on_logits=True)
+    metrics = LandslideMetrics(ThresholdRule(0.5, on_logits=True))
     with torch.no_grad():
         for batch in cli.datamodule.val_dataloader():
             batch = cli.datamodule.on_after_batch_transfer(batch, 0)
@@ -157,7 +169,7 @@ def test_authors_checkpoint_evaluates_and_fine_tunes_through_the_cli(
 
     limits = ['--trainer.max_epochs', '1', '--trainer.limit_train_batches', '1', '--trainer.limit_val_batches', '1']
     fit = main(['fit', *args, *limits, '--trainer.default_root_dir', str(tmp_path / 'fine_tune')])
-    last = Path(fit.trainer.checkpoint_callback.last_model_path)
+    last = Path(last_checkpoint(fit.trainer))
     state = torch.load(last, weights_only=True)['state_dict']
     assert not [k for k in state if k.startswith('model.encoder.vit.')]  # rebuilt from the authors' file
     tuned = SegmentationTask.from_checkpoint(last)
@@ -166,18 +178,25 @@ def test_authors_checkpoint_evaluates_and_fine_tunes_through_the_cli(
         assert torch.equal(tuned(x), fit.model.eval()(x))
         assert not torch.equal(tuned(x), released(x))  # the decoder moved
     with pytest.raises(ValueError, match='either sam_checkpoint'):
-        SAMCFFNet('vit_tiny', sam_checkpoint=path, reference_checkpoint=path)
+        SAMCFFNet(variant='vit_tiny', sam_checkpoint=str(path), reference_checkpoint=str(path))
 
 
 def test_clear_errors_before_training(fake_roots: dict[str, Path], tmp_path: Path) -> None:
-    missing_sam = '{"encoder": "vit_tiny", "encoder_input_size": null, "sam_checkpoint": "/nowhere/sam_vit_l.pth"}'
+    missing_sam = {'variant': 'vit_tiny', 'input_size': None, 'sam_checkpoint': '/nowhere/sam_vit_l.pth'}
     with pytest.raises(FileNotFoundError, match=r'/nowhere/sam_vit_l\.pth'):
         main(['fit', *tiny_args('bijie.yaml', fake_roots['bijie'], tmp_path, model_args=missing_sam)])
     with pytest.raises(Exception, match='nowhere'):
         main(['fit', *tiny_args('bijie.yaml', tmp_path / 'nowhere', tmp_path, '--trainer.fast_dev_run', 'true')])
-    four_bands = '{"encoder": "vit_tiny", "encoder_input_size": null, "in_channels": 4}'
+    # the command line links in_channels from the data; a script that builds a mismatching pair is stopped
+    from lightning.pytorch import Trainer
+
+    from sam_cffnet.datamodules import BijieDataModule
+
+    task = SegmentationTask(build_model('sam_cffnet', variant='vit_tiny', input_size=None, in_channels=4))
+    dm = BijieDataModule(root=str(fake_roots['bijie']), tile_size=64, batch_size=2)
+    trainer = Trainer(accelerator='cpu', logger=False, enable_progress_bar=False, fast_dev_run=True)
     with pytest.raises(ValueError, match='band count mismatch: the data delivers 3-band'):
-        main(['fit', *tiny_args('bijie.yaml', fake_roots['bijie'], tmp_path, model_args=four_bands)])
+        trainer.fit(task, dm)
 
 
 def test_command_line_reports_bad_input_without_traceback(tmp_path: Path) -> None:
@@ -218,12 +237,12 @@ def test_ddp_two_processes_match_single_process(fake_roots: dict[str, Path], tmp
     """A 2-process DDP (gloo) validation gives the same global metrics as one process."""
     sam = tmp_path / 'sam.pth'
     torch.save({f'image_encoder.{k}': v for k, v in SAMEncoder('vit_tiny').vit.state_dict().items()}, sam)
-    model_args = json.dumps({'encoder': 'vit_tiny', 'encoder_input_size': None, 'sam_checkpoint': str(sam)})
+    model_args = {'variant': 'vit_tiny', 'input_size': None, 'sam_checkpoint': str(sam)}
     # 3 val tiles over 2 ranks: an uneven split, which Lightning's default sampler would pad with a repeated tile
     args = tiny_args('reference_tiles.yaml', fake_roots['reference_tiles'], tmp_path, model_args=model_args)
     args += ['--trainer.max_epochs', '1', '--trainer.limit_train_batches', '1']
     cli = main(['fit', *args])
-    ckpt = cli.trainer.checkpoint_callback.last_model_path
+    ckpt = last_checkpoint(cli.trainer)
     script = tmp_path / 'run.py'
     script.write_text(DDP_SCRIPT)
     env = {**os.environ, 'PYTHONPATH': str(Path(__file__).resolve().parents[1])}
@@ -257,6 +276,6 @@ def test_demo_recipe_generates_its_data_and_says_it_is_a_demo(tmp_path: Path, ca
 
 def test_null_on_the_command_line_means_none(fake_roots: dict[str, Path], tmp_path: Path) -> None:
     args = tiny_args('bijie.yaml', fake_roots['bijie'], tmp_path, '--trainer.fast_dev_run', 'true')
-    args += ['--model.init_args.model_args.sam_checkpoint', 'null']
+    args += ['--model.model.sam_checkpoint', 'checkpoints/sam_vit_l_0b3195.pth', '--model.model.sam_checkpoint', 'null']
     cli = main(['fit', *args])
     assert cli.model.model.encoder.checkpoint_path is None

@@ -9,6 +9,7 @@ import torch
 
 from sam_cffnet.losses import BCEDiceLoss, dice_loss
 from sam_cffnet.metrics import LandslideMetrics, metrics_from_confusion
+from sam_cffnet.thresholds import ThresholdRule
 
 
 def test_hand_computed_confusion_matrix() -> None:
@@ -58,7 +59,7 @@ def test_logit_threshold_quirk() -> None:
     logits = torch.tensor([[[0.3, 0.7]]])  # probabilities 0.574 and 0.668
     target = torch.tensor([[[1, 1]]])
     prob_rule = LandslideMetrics()
-    logit_rule = LandslideMetrics(threshold_on_logits=True)
+    logit_rule = LandslideMetrics(ThresholdRule(0.5, on_logits=True))
     prob_rule.update(logits, target)
     logit_rule.update(logits, target)
     assert prob_rule.confmat.tolist() == [[0, 0], [0, 2]]

@@ -1,11 +1,11 @@
 """LightningDataModules for landslide segmentation (torchgeo NonGeoDataModule style; no model dependency).
 
-Batches after ``on_after_batch_transfer``: ``image`` float32 ``(B, C, T, T)`` normalized as configured, ``mask``
-int64 ``(B, T, T)`` in {0, 1} (absent for splits without masks), ``dem`` float32 ``(B, K, T, T)`` with
-``dem_mode='separate'``.
+Batches after ``on_after_batch_transfer``: ``image`` float32 ``(B, C, T, T)`` normalized by the datamodule's
+:class:`~sam_cffnet.preprocessing.Preprocessing`, ``mask`` int64 ``(B, T, T)`` in {0, 1} (absent for splits without
+masks), ``dem`` float32 ``(B, K, T, T)`` with ``dem_mode='separate'``.
 """
 
-from .base import LandslideDataModule, augment_batch, split_indices
+from .base import EpochShuffleSampler, LandslideDataModule, SplitView, split_indices
 from .bijie import BijieDataModule
 from .demo import DemoBijieDataModule
 from .gvlm import GVLMDataModule
@@ -15,10 +15,11 @@ from .reference_tiles import ReferenceTilesDataModule
 __all__ = [
     'BijieDataModule',
     'DemoBijieDataModule',
+    'EpochShuffleSampler',
     'GVLMDataModule',
     'Landslide4SenseDataModule',
     'LandslideDataModule',
     'ReferenceTilesDataModule',
-    'augment_batch',
+    'SplitView',
     'split_indices',
 ]

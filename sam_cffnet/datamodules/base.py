@@ -1,33 +1,31 @@
-"""Shared machinery of the landslide datamodules: splits, loaders, normalization, DEM handling, augmentation.
+"""Shared machinery of the landslide datamodules: splits, loaders, the input pipeline and augmentation.
 
 Data flow of a batch (``on_after_batch_transfer``, on the device):
 
-1. resize to ``tile_size`` when the loader delivers another size (L4S 128 px patches; bilinear / nearest);
-2. ``image``: ``x = (clip(x * scale, lo, hi) - mean) / std`` per band, with the constants of
-   ``normalization`` (see :meth:`LandslideDataModule.preprocessing_config`);
-3. ``dem`` (when the dataset has one and ``dem_mode != 'none'``): per-tile, per-channel z-score (units of the
-   DEM/slope files are unknown or differ between datasets), then appended to ``image`` (``'band'``) or kept
-   under ``batch['dem']`` (``'separate'``);
-4. when training and ``augment=True``: random horizontal flip, vertical flip and 90-degree rotation per sample,
-   identical for ``image``, ``mask`` and ``dem``.
+1. the datamodule's :class:`~sam_cffnet.preprocessing.Preprocessing` (resize to ``tile_size``, band
+   normalization, DEM placement, mask binarization): the same object the checkpoint stores and ``map`` applies;
+2. when training with ``augment=True``: random horizontal/vertical flips and 90-degree rotations (kornia), drawn
+   per sample and identical for ``image``, ``mask`` and ``dem``, from a random stream seeded by
+   ``(seed, epoch, batch, rank)`` so that a resumed run draws exactly what the uninterrupted one would have.
+
+Subclasses set the dataset's band table (class attributes) and implement :meth:`LandslideDataModule._build_splits`;
+they forward the shared arguments with ``**kwargs`` (the CLI still lists and checks each of them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchgeo.datamodules import NonGeoDataModule
 
-from ..datasets.utils import resize_sample
-
-Normalization = Literal['reference', 'dataset', 'none']
-DemMode = Literal['none', 'band', 'separate']
+from ..errors import ConfigError
+from ..preprocessing import DemMode, Normalization, Preprocessing
 
 IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
 IMAGENET_STD_255 = (58.395, 57.12, 57.375)
@@ -36,7 +34,15 @@ IMAGENET_RGB_STATS: dict[str, tuple[float, float]] = {
     band: (IMAGENET_MEAN_255[i], IMAGENET_STD_255[i]) for i, band in enumerate(('red', 'green', 'blue'))
 }
 
-__all__ = ['LandslideDataModule', 'augment_batch', 'split_indices']
+#: Lightning stage -> the splits it uses.
+STAGE_SPLITS: dict[str, tuple[str, ...]] = {
+    'fit': ('train', 'val'),
+    'validate': ('val',),
+    'test': ('test',),
+    'predict': ('predict',),
+}
+
+__all__ = ['STAGE_SPLITS', 'EpochShuffleSampler', 'LandslideDataModule', 'SplitView', 'split_indices']
 
 
 def split_indices(n: int, ratios: Sequence[float], seed: int, groups: Sequence[Any] | None = None) -> list[list[int]]:
@@ -53,7 +59,7 @@ def split_indices(n: int, ratios: Sequence[float], seed: int, groups: Sequence[A
     """
     r = np.asarray(ratios, dtype=float)
     if (r < 0).any() or r.sum() <= 0:
-        raise ValueError(f'split ratios must be >= 0 with a positive sum, got {list(ratios)}')
+        raise ConfigError(f'split ratios must be >= 0 with a positive sum, got {list(ratios)}')
     r = r / r.sum()
     rng = np.random.default_rng(seed)
     labels = list(groups) if groups is not None else [0] * n
@@ -69,37 +75,31 @@ def split_indices(n: int, ratios: Sequence[float], seed: int, groups: Sequence[A
     return [sorted(p) for p in parts]
 
 
-def augment_batch(batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:
-    """Random h/v flips and 90-degree rotations, drawn per sample and applied identically to every key.
+class EpochShuffleSampler(Sampler[int]):
+    """A random order of ``range(n)`` that depends only on ``(seed, epoch)``.
 
-    Args:
-        batch: ``image`` ``(B, C, T, T)``, optional ``mask`` ``(B, T, T)`` and ``dem`` ``(B, K, T, T)``.
-        generator: Optional CPU generator for the random draws.
-
-    Returns:
-        The augmented batch (new tensors).
+    Lightning calls :meth:`set_epoch` before every epoch, so epoch ``k`` has the same order in a resumed run as in an
+    uninterrupted one (a ``RandomSampler`` with a generator would restart its sequence after a resume).
     """
-    keys = [k for k in ('image', 'mask', 'dem') if k in batch]
-    n = batch['image'].shape[0]
-    draws = torch.randint(0, 2, (n, 2), generator=generator)
-    rots = torch.randint(0, 4, (n,), generator=generator)
-    out = dict(batch)
-    for k in keys:
-        items = []
-        for i in range(n):
-            x = batch[k][i]
-            if draws[i, 0]:
-                x = x.flip(-1)
-            if draws[i, 1]:
-                x = x.flip(-2)
-            if rots[i]:
-                x = torch.rot90(x, int(rots[i]), dims=(-2, -1))
-            items.append(x)
-        out[k] = torch.stack(items)
-    return out
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = int(n)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the order of ``epoch``."""
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.n
 
 
-class _Tiles(Dataset[dict[str, Tensor]]):
+class SplitView(Dataset[dict[str, Tensor]]):
     """A view of ``dataset`` restricted to ``indices`` (like ``Subset``) that keeps ``plot`` available."""
 
     def __init__(self, dataset: Any, indices: Sequence[int]) -> None:
@@ -135,15 +135,36 @@ def _unrepeated_sampler(dataset: Dataset[dict[str, Tensor]]) -> Any:
 
 
 class LandslideDataModule(NonGeoDataModule):
-    """Base datamodule: seeded splits, loaders, device-side normalization / DEM handling / augmentation.
+    """Base datamodule: seeded splits, loaders, the input pipeline and augmentation on the device.
 
-    Subclasses set the normalization table (class attributes, one per dataset) and implement
-    :meth:`_build_splits`, which returns the train/val/test/predict datasets.
+    Subclasses set the band table (class attributes, one per dataset) and implement :meth:`_build_splits`, which
+    returns the train/val/test/predict datasets.
 
-    The normalization table: ``band_stats`` maps every band name of the dataset to ``(mean, std)`` in raw file
-    units ('dataset' mode), ``stats_source`` states where they come from; ``reference_scale`` and
-    ``reference_clip`` define the 'reference' mode (SAM-CFFNet recipe: ``x * scale`` clipped to [0, 1], no
+    The band table: ``band_stats`` maps every band name of the dataset to ``(mean, std)`` in raw file units
+    ('dataset' normalization), ``stats_source`` states where they come from; ``reference_scale`` and
+    ``reference_clip`` define the 'reference' normalization (SAM-CFFNet recipe: ``x * scale`` clipped to [0, 1], no
     mean/std).
+
+    Args:
+        dataset_class: The dataset class.
+        root: Dataset root as downloaded.
+        tile_size: Edge of the square tiles delivered in batches.
+        stride: Step between tiles where a dataset is tiled (default ``tile_size``).
+        batch_size: Samples per batch.
+        num_workers: DataLoader worker processes.
+        pin_memory: DataLoader ``pin_memory``.
+        persistent_workers: Keep workers alive between epochs (only with ``num_workers > 0``).
+        seed: Seed of the splits, of the training order and of the augmentation.
+        shuffle: Shuffle the training tiles every epoch (seeded by ``seed`` and the epoch); False keeps the split's
+            order, as the SAM-CFFNet authors' loader (sorted files, ``shuffle=False``).
+        drop_last_eval: Drop the last incomplete validation/test batch, as the authors' loader does
+            (``drop_last=True``: up to ``batch_size - 1`` tiles are not scored). Default False: every tile counts.
+        augment: Random flips + 90-degree rotations on the training batches (False = reference recipe).
+        normalization: ``'reference'``, ``'dataset'`` (per-band mean/std of the table) or ``'none'``.
+        dem_mode: ``'none'``, ``'band'`` (append to image channels) or ``'separate'`` (``batch['dem']``).
+        mean: Override of the per-band means (raw units, selected bands) for ``normalization='dataset'``.
+        std: Override of the per-band stds, same convention.
+        verify: Check every file at setup (truncation, shapes, band counts, label values).
     """
 
     dataset_name: ClassVar[str] = ''
@@ -165,6 +186,8 @@ class LandslideDataModule(NonGeoDataModule):
         pin_memory: bool = False,
         persistent_workers: bool = False,
         seed: int = 0,
+        shuffle: bool = True,
+        drop_last_eval: bool = False,
         augment: bool = False,
         normalization: Normalization = 'reference',
         dem_mode: DemMode = 'none',
@@ -172,40 +195,23 @@ class LandslideDataModule(NonGeoDataModule):
         std: Sequence[float] | None = None,
         verify: bool = True,
     ) -> None:
-        """Store the configuration (no file access here; datasets are built and checked in :meth:`setup`).
-
-        Args:
-            dataset_class: The dataset class.
-            root: Dataset root as downloaded.
-            tile_size: Edge of the square tiles delivered in batches.
-            stride: Step between tiles where a dataset is tiled (default ``tile_size``).
-            batch_size: Samples per batch.
-            num_workers: DataLoader worker processes.
-            pin_memory: DataLoader ``pin_memory``.
-            persistent_workers: Keep workers alive between epochs (only with ``num_workers > 0``).
-            seed: Seed of the splits and of the train loader's shuffling order.
-            augment: Random flips + 90-degree rotations on the training batches (False = reference recipe).
-            normalization: ``'reference'``, ``'dataset'`` (per-band mean/std of the table) or ``'none'``.
-            dem_mode: ``'none'``, ``'band'`` (append to image channels) or ``'separate'`` (``batch['dem']``).
-            mean: Override of the per-band means (raw units, selected bands) for ``normalization='dataset'``.
-            std: Override of the per-band stds, same convention.
-            verify: Check every file at setup (truncation, shapes, band counts).
-        """
         super().__init__(dataset_class, batch_size, num_workers)
         if normalization not in ('reference', 'dataset', 'none'):
-            raise ValueError(f"normalization must be 'reference', 'dataset' or 'none', got {normalization!r}")
+            raise ConfigError(f"normalization must be 'reference', 'dataset' or 'none', got {normalization!r}")
         if dem_mode not in ('none', 'band', 'separate'):
-            raise ValueError(f"dem_mode must be 'none', 'band' or 'separate', got {dem_mode!r}")
+            raise ConfigError(f"dem_mode must be 'none', 'band' or 'separate', got {dem_mode!r}")
         if dem_mode != 'none' and not self.dem_bands:
-            raise ValueError(f'{self.dataset_name} has no DEM: dem_mode must be "none"')
+            raise ConfigError(f'{self.dataset_name} has no DEM: dem_mode must be "none"')
         if tile_size <= 0 or (stride is not None and stride <= 0):
-            raise ValueError(f'tile_size ({tile_size}) and stride ({stride}) must be positive')
+            raise ConfigError(f'tile_size ({tile_size}) and stride ({stride}) must be positive')
         self.root = root
         self.tile_size = int(tile_size)
         self.stride = int(stride or tile_size)
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
         self.seed = seed
+        self.shuffle = shuffle
+        self.drop_last_eval = drop_last_eval
         self.augment = augment
         self.normalization = normalization
         self.dem_mode = dem_mode
@@ -214,103 +220,69 @@ class LandslideDataModule(NonGeoDataModule):
         self.verify = verify
         self._splits: dict[str, Dataset[dict[str, Tensor]] | None] | None = None
         self._missing_error: Exception | None = None
+        self._augmenter: Any = None
+        self._aug_counter = (-1, 0)
         self.split_info: dict[str, Any] = {}
+        self.aug = None  # torchgeo's default normalization is replaced by ``preprocessing``
 
-    # ------------------------------------------------------------------ bands and normalization
+    # torchgeo's tasks plot ``datamodule.plot(K.Denormalize(datamodule.mean, datamodule.std)(batch))``: these map the
+    # model inputs back to the raw units of the selected bands (torchgeo's 0 / 255 only fit the 'reference' scheme).
+    @property  # type: ignore[override]
+    def mean(self) -> Tensor:
+        """Per-band mean of ``x * std + mean`` = raw values (for torchgeo's ``Denormalize``)."""
+        if 'verify' not in self.__dict__:  # torchgeo's __init__ reads it before our settings exist
+            return torch.tensor(0)
+        return self.preprocessing.denormalization()[0]
+
+    @property  # type: ignore[override]
+    def std(self) -> Tensor:
+        """Per-band std of ``x * std + mean`` = raw values (for torchgeo's ``Denormalize``)."""
+        if 'verify' not in self.__dict__:
+            return torch.tensor(255)
+        return self.preprocessing.denormalization()[1]
+
+    # ------------------------------------------------------------------ the input pipeline
     @property
     def bands(self) -> list[str]:
         """Names of the bands in ``batch['image']`` before any DEM channels."""
         return list(self.band_stats)
 
     @property
-    def num_channels(self) -> int:
-        """Channels of ``batch['image']`` (selected bands, plus DEM channels with ``dem_mode='band'``)."""
-        return len(self.bands) + (len(self.dem_bands) if self.dem_mode == 'band' else 0)
-
-    def _norm_constants(self) -> dict[str, Any]:
-        n = len(self.bands)
-        if self.normalization == 'none':
-            return {'scale': [1.0] * n, 'clip': None, 'mean': [0.0] * n, 'std': [1.0] * n}
-        if self.normalization == 'reference':
-            return {'scale': [float(self.reference_scale)] * n, 'clip': self.reference_clip,
-                    'mean': [0.0] * n, 'std': [1.0] * n}  # fmt: skip
-        mean = self.mean_override or [self.band_stats[b][0] for b in self.bands]
-        std = self.std_override or [self.band_stats[b][1] for b in self.bands]
-        if len(mean) != n or len(std) != n:
-            raise ValueError(f'mean/std overrides need {n} values (bands {self.bands}), got {len(mean)}/{len(std)}')
-        return {'scale': [1.0] * n, 'clip': None, 'mean': [float(m) for m in mean], 'std': [float(s) for s in std]}
-
-    def normalize_image(self, image: Tensor) -> Tensor:
-        """Normalize spectral channels: ``(clip(x * scale, lo, hi) - mean) / std``.
-
-        Args:
-            image: ``(B, C, H, W)`` raw values of :attr:`bands`.
-
-        Returns:
-            ``(B, C, H, W)`` float32.
-        """
-        c = self._norm_constants()
-
-        def vec(v: list[float]) -> Tensor:
-            return torch.tensor(v, dtype=torch.float32, device=image.device).view(1, -1, 1, 1)
-
-        x = image.float() * vec(c['scale'])
-        if c['clip'] is not None:
-            x = x.clamp(*c['clip'])
-        return (x - vec(c['mean'])) / vec(c['std'])
-
-    def normalize_dem(self, dem: Tensor) -> Tensor:
-        """Per-tile, per-channel z-score of the DEM/slope stack (identity when ``normalization='none'``).
-
-        Args:
-            dem: ``(B, K, H, W)`` raw DEM/slope values.
-
-        Returns:
-            ``(B, K, H, W)`` float32.
-        """
-        dem = dem.float()
-        if self.normalization == 'none':
-            return dem
-        mu = dem.mean(dim=(-2, -1), keepdim=True)
-        sd = dem.std(dim=(-2, -1), keepdim=True).clamp_min(1e-6)
-        return (dem - mu) / sd
-
-    def preprocessing_config(self) -> dict[str, Any]:
-        """Plain-JSON description of the input pipeline, enough to reproduce it at inference on a new raster.
-
-        Returns:
-            Dict with ``dataset``, ``bands`` (names), ``band_indices`` (0-based in the dataset's band list),
-            ``normalization``, ``scale``/``clip``/``mean``/``std`` (per band, formula in ``formula``),
-            ``dem_mode``/``dem_bands``/``dem_normalization``, ``tile_size``, ``stride``, ``num_channels`` and the
-            statistics' source.
-        """
-        c = self._norm_constants()
-        return {
-            'dataset': self.dataset_name,
-            'datamodule': f'{type(self).__module__}.{type(self).__qualname__}',
-            'bands': list(self.bands),
-            'band_indices': self.band_indices,
-            'num_channels': self.num_channels,
-            'normalization': self.normalization,
-            'formula': 'x = (clip(x * scale, clip[0], clip[1]) - mean) / std  (per band; no clip when clip is null)',
-            'scale': c['scale'],
-            'clip': list(c['clip']) if c['clip'] is not None else None,
-            'mean': c['mean'],
-            'std': c['std'],
-            'stats_source': self.stats_source if self.normalization == 'dataset' else self.reference_note,
-            'dem_mode': self.dem_mode,
-            'dem_bands': list(self.dem_bands) if self.dem_mode != 'none' else [],
-            'dem_normalization': 'none'
-            if self.dem_mode == 'none' or self.normalization == 'none'
-            else 'per_tile_zscore',
-            'tile_size': self.tile_size,
-            'stride': self.stride,
-        }
-
-    @property
     def band_indices(self) -> list[int]:
         """0-based indices of :attr:`bands` in the dataset's band list."""
         return list(range(len(self.bands)))
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The input pipeline of this datamodule (stored in checkpoints, applied again by ``predict`` and ``map``)."""
+        n = len(self.bands)
+        if self.normalization == 'none':
+            scale, clip, mean, std = [1.0] * n, None, [0.0] * n, [1.0] * n
+            source = 'raw values'
+        elif self.normalization == 'reference':
+            scale, clip, mean, std = [float(self.reference_scale)] * n, self.reference_clip, [0.0] * n, [1.0] * n
+            source = self.reference_note
+        else:
+            scale, clip = [1.0] * n, None
+            mean = self.mean_override or [self.band_stats[b][0] for b in self.bands]
+            std = self.std_override or [self.band_stats[b][1] for b in self.bands]
+            source = self.stats_source if self.mean_override is None else 'given in the config'
+            if len(mean) != n or len(std) != n:
+                raise ConfigError(
+                    f'mean/std overrides need {n} values (bands {self.bands}), got {len(mean)}/{len(std)}'
+                )
+        return Preprocessing(
+            bands=tuple(self.bands), band_indices=tuple(self.band_indices), all_bands=tuple(self.band_stats),
+            scale=tuple(scale), clip=clip, mean=tuple(mean), std=tuple(std), normalization=self.normalization,
+            stats_source=source, dem_mode=self.dem_mode, dem_bands=self.dem_bands,
+            dem_normalization='none' if 'none' in (self.normalization, self.dem_mode) else 'per_tile_zscore',
+            tile_size=self.tile_size, stride=self.stride, dataset=self.dataset_name,
+        )  # fmt: skip
+
+    @property
+    def num_channels(self) -> int:
+        """Channels of ``batch['image']`` (selected bands, plus DEM channels with ``dem_mode='band'``)."""
+        return self.preprocessing.num_channels
 
     # ------------------------------------------------------------------ setup and loaders
     def _build_splits(self) -> dict[str, Dataset[dict[str, Tensor]] | None]:
@@ -329,43 +301,37 @@ class LandslideDataModule(NonGeoDataModule):
             self.split_info['sizes'] = sizes
             rank_zero_info(
                 f'{self.dataset_name} tiles: train={sizes["train"]}, val={sizes["val"]}, test={sizes["test"]}, '
-                f'predict={sizes["predict"]} (tile_size={self.tile_size}, stride={self.stride}, seed={self.seed})'
+                f'predict={sizes["predict"]} (tile_size={self.tile_size}, stride={self.stride}, seed={self.seed}); '
+                f'input: {self.preprocessing.describe()}'
             )
-        s = self._splits
-        needed = {'fit': ('train', 'val'), 'validate': ('val',), 'test': ('test',), 'predict': ('predict',)}
-        for key in needed.get(stage, ()):
-            if s[key] is None and self._missing_error is not None:
+        for split in STAGE_SPLITS.get(stage, ()):
+            if self._splits[split] is None and self._missing_error is not None:
                 raise self._missing_error
-        if stage == 'fit':
-            self.train_dataset, self.val_dataset = s['train'], s['val']
-        elif stage == 'validate':
-            self.val_dataset = s['val']
-        elif stage == 'test':
-            self.test_dataset = s['test']
-        elif stage == 'predict':
-            self.predict_dataset = s['predict']
+            setattr(self, f'{split}_dataset', self._splits[split])
 
     def _dataloader_factory(self, split: str) -> DataLoader[dict[str, Tensor]]:
         dataset = self._valid_attribute(f'{split}_dataset', 'dataset')
         batch_size = self._valid_attribute(f'{split}_batch_size', 'batch_size')
         train = split == 'train'
-        generator = torch.Generator().manual_seed(self.seed) if train else None
-        sampler = None if train else _unrepeated_sampler(dataset)
+        if train:
+            sampler = EpochShuffleSampler(len(dataset), self.seed) if self.shuffle else None
+            drop_last = len(dataset) >= batch_size
+        else:
+            sampler = _unrepeated_sampler(dataset)
+            drop_last = self.drop_last_eval and split in ('val', 'test') and len(dataset) >= batch_size
         return DataLoader(
             dataset=dataset,
             batch_size=batch_size,
-            shuffle=train,
             sampler=sampler,
-            generator=generator,
             num_workers=self.num_workers,
             collate_fn=self.collate_fn,
-            drop_last=train and len(dataset) >= batch_size,
+            drop_last=drop_last,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and self.num_workers > 0,
         )
 
     def on_after_batch_transfer(self, batch: dict[str, Tensor], dataloader_idx: int) -> dict[str, Tensor]:
-        """Resize to the tile size, normalize, place the DEM and augment (training only), on the device.
+        """The input pipeline, then (training only) augmentation, on the device.
 
         Args:
             batch: ``image`` ``(B, C, h, w)`` raw values, optional ``mask`` ``(B, h, w)`` and ``dem``
@@ -376,26 +342,45 @@ class LandslideDataModule(NonGeoDataModule):
             ``image`` float32 ``(B, num_channels, T, T)``, ``mask`` int64 ``(B, T, T)`` in {0, 1} (if present),
             ``dem`` float32 ``(B, K, T, T)`` with ``dem_mode='separate'``.
         """
-        batch = dict(batch)
-        t = self.tile_size
-        if tuple(batch['image'].shape[-2:]) != (t, t):
-            batch = resize_sample(batch, t, t)
-        batch['image'] = self.normalize_image(batch['image'])
-        if 'dem' in batch:
-            dem = self.normalize_dem(batch['dem'])
-            if self.dem_mode == 'band':
-                batch['image'] = torch.cat([batch['image'], dem], dim=1)
-                del batch['dem']
-            elif self.dem_mode == 'separate':
-                batch['dem'] = dem
-            else:
-                del batch['dem']
-        if 'mask' in batch:
-            batch['mask'] = (batch['mask'] > 0).long()
-        training = self.trainer is not None and self.trainer.training
-        if self.augment and training:
-            batch = augment_batch(batch)
+        batch = self.preprocessing(batch)
+        if self.augment and self.trainer is not None and self.trainer.training:
+            batch = self.augment_batch(batch)
         return batch
+
+    def augment_batch(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Random h/v flips and 90-degree rotations per sample, the same for ``image``, ``mask`` and ``dem``.
+
+        The draws come from a generator seeded by ``(seed, epoch, batch number in the epoch, rank)``, never from
+        the global random state, so they are the same in a resumed run and independent of the model's randomness.
+        """
+        import kornia.augmentation as K
+
+        if self._augmenter is None:
+            self._augmenter = K.AugmentationSequential(
+                K.RandomHorizontalFlip(), K.RandomVerticalFlip(), K.RandomRotation90(times=(0, 3), p=1.0),
+                data_keys=None, keepdim=True,
+            )  # fmt: skip
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        count = self._aug_counter[1] + 1 if self._aug_counter[0] == epoch else 0
+        self._aug_counter = (epoch, count)
+        seed = int(np.random.SeedSequence([self.seed, epoch, count, rank]).generate_state(1)[0])
+        image = batch['image']
+        stacked = torch.cat([image, batch['dem']], dim=1) if 'dem' in batch else image
+        data: dict[str, Tensor] = {'image': stacked}
+        if 'mask' in batch:
+            data['mask'] = batch['mask'][:, None].float()
+        devices = [stacked.device] if stacked.device.type == 'cuda' else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            out = self._augmenter(data)
+        result = dict(batch)
+        result['image'] = out['image'][:, : image.shape[1]]
+        if 'dem' in batch:
+            result['dem'] = out['image'][:, image.shape[1] :]
+        if 'mask' in batch:
+            result['mask'] = out['mask'][:, 0].round().long()
+        return result
 
     def _warn(self, msg: str) -> None:
         rank_zero_warn(msg)

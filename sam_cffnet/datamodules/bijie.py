@@ -10,8 +10,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..datasets.bijie import Bijie
-from ..datasets.utils import pad_to, resize_sample, tile_windows
-from .base import DemMode, LandslideDataModule, Normalization, split_indices
+from ..datasets.utils import pad_to, tile_windows
+from ..errors import ConfigError
+from ..preprocessing import resize_sample
+from .base import LandslideDataModule, split_indices
 
 
 class ChipTiles(Dataset[dict[str, Tensor]]):
@@ -96,51 +98,27 @@ class BijieDataModule(LandslideDataModule):
     def __init__(
         self,
         root: str = 'data',
-        tile_size: int = 256,
-        stride: int | None = None,
         chip_mode: Literal['resize', 'pad'] = 'resize',
         split_ratios: tuple[float, float, float] = (0.7, 0.2, 0.1),
-        batch_size: int = 8,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
-        seed: int = 0,
-        augment: bool = False,
-        normalization: Normalization = 'reference',
-        dem_mode: DemMode = 'none',
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        verify: bool = True,
+        **kwargs: Any,
     ) -> None:
         """Configure the datamodule (files are indexed and checked in ``setup``).
 
         Args:
             root: Bijie root as downloaded (the folder holding ``landslide/`` and ``non-landslide/`` or a parent
                 holding ``Bijie-landslide-dataset/``).
-            tile_size: Tile edge (reference 256).
-            stride: Window step for ``chip_mode='pad'`` (default ``tile_size``).
-            chip_mode: ``'resize'`` (one tile per chip) or ``'pad'`` (windows + zero padding).
+            chip_mode: ``'resize'`` (one tile per chip) or ``'pad'`` (windows at ``stride`` + zero padding).
             split_ratios: (train, val, test) ratios of chips, stratified by category.
-            batch_size: Samples per batch (reference 8).
-            num_workers: DataLoader workers.
-            pin_memory: DataLoader ``pin_memory``.
-            persistent_workers: Keep workers between epochs.
-            seed: Split and shuffle seed.
-            augment: Flips + 90-degree rotations on training batches (False = reference recipe).
-            normalization: ``'reference'`` (/255), ``'dataset'`` (table above) or ``'none'``.
-            dem_mode: ``'none'``, ``'band'`` (4th image channel) or ``'separate'`` (``batch['dem']``, 1 channel).
-            mean: Override of the RGB means for ``'dataset'`` (0..255 units).
-            std: Override of the RGB stds.
-            verify: CRC-check every PNG at setup.
+            **kwargs: the shared options of :class:`~sam_cffnet.datamodules.base.LandslideDataModule` (tile_size,
+                stride, batch_size, num_workers, seed, shuffle, augment, normalization ('reference' = /255,
+                'dataset' = the table above), dem_mode ('band': 4th image channel; 'separate': ``batch['dem']``),
+                mean/std overrides in 0..255 units, verify (CRC-check every PNG at setup), ...).
         """
-        super().__init__(
-            Bijie, root, tile_size, stride, batch_size, num_workers, pin_memory, persistent_workers, seed,
-            augment, normalization, dem_mode, mean, std, verify,
-        )  # fmt: skip
+        super().__init__(Bijie, root=root, **kwargs)
         if chip_mode not in ('resize', 'pad'):
-            raise ValueError(f"chip_mode must be 'resize' or 'pad', got {chip_mode!r}")
+            raise ConfigError(f"chip_mode must be 'resize' or 'pad', got {chip_mode!r}")
         if len(split_ratios) != 3:
-            raise ValueError(f'split_ratios needs (train, val, test), got {split_ratios}')
+            raise ConfigError(f'split_ratios needs (train, val, test), got {split_ratios}')
         self.chip_mode = chip_mode
         self.split_ratios = tuple(split_ratios)
         self.save_hyperparameters()

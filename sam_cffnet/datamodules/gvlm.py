@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..datasets.gvlm import GVLM
-from .base import IMAGENET_RGB_STATS, LandslideDataModule, Normalization, _Tiles, split_indices
+from ..errors import ConfigError
+from .base import IMAGENET_RGB_STATS, LandslideDataModule, SplitView, split_indices
 
 
 class GVLMDataModule(LandslideDataModule):
@@ -41,53 +41,32 @@ class GVLMDataModule(LandslideDataModule):
     def __init__(
         self,
         root: str = 'data',
-        tile_size: int = 256,
-        stride: int | None = None,
         split_mode: Literal['site', 'tile'] = 'site',
         split_ratios: tuple[float, float, float] = (0.6, 0.2, 0.2),
         train_sites: list[str] | None = None,
         val_sites: list[str] | None = None,
         test_sites: list[str] | None = None,
-        batch_size: int = 8,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
-        seed: int = 0,
-        augment: bool = False,
-        normalization: Normalization = 'reference',
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        verify: bool = True,
         cache_dir: str | None = None,
+        **kwargs: Any,
     ) -> None:
         """Configure the datamodule (files are indexed and checked in ``setup``).
 
         Args:
             root: Folder holding ``GVLM_Object_Extraction/`` (or that folder).
-            tile_size: Tile edge (reference 256).
-            stride: Training tile step for ``split_mode='site'`` (default ``tile_size``).
             split_mode: ``'site'`` or ``'tile'`` (see the class docstring).
             split_ratios: (train, val, test) ratios of sites (``'site'``) or tiles (``'tile'``).
             train_sites: Explicit training sites (``'site'`` mode; all three lists must be given together).
             val_sites: Explicit validation sites.
             test_sites: Explicit test sites.
-            batch_size: Samples per batch.
-            num_workers: DataLoader workers.
-            pin_memory: DataLoader ``pin_memory``.
-            persistent_workers: Keep workers between epochs.
-            seed: Split and shuffle seed.
-            augment: Flips + 90-degree rotations on training batches (False = reference recipe).
-            normalization: ``'reference'`` (/255), ``'dataset'`` or ``'none'``.
-            mean: Override of the RGB means for ``'dataset'`` (0..255 units).
-            std: Override of the RGB stds.
-            verify: CRC-check every PNG at setup (streams the files; seconds for the full dataset).
             cache_dir: Folder for a one-time tiled-GeoTIFF copy of every scene (see :class:`GVLM`); strongly
                 recommended for training with shuffling (PNG has no random access). None: read the PNGs directly.
+            **kwargs: the shared options of :class:`~sam_cffnet.datamodules.base.LandslideDataModule` (tile_size,
+                stride (training tiles of ``'site'`` mode), batch_size, num_workers, seed, shuffle, augment,
+                normalization, mean/std overrides in 0..255 units, verify (CRC-check every PNG at setup), ...).
         """
-        super().__init__(
-            GVLM, root, tile_size, stride, batch_size, num_workers, pin_memory, persistent_workers, seed,
-            augment, normalization, 'none', mean, std, verify,
-        )  # fmt: skip
+        if kwargs.get('dem_mode', 'none') != 'none':
+            raise ConfigError('GVLM has no DEM: dem_mode must be "none"')
+        super().__init__(GVLM, root=root, **kwargs)
         if split_mode not in ('site', 'tile'):
             raise ValueError(f"split_mode must be 'site' or 'tile', got {split_mode!r}")
         explicit = [train_sites, val_sites, test_sites]
@@ -113,7 +92,7 @@ class GVLMDataModule(LandslideDataModule):
             if self.stride != self.tile_size:
                 self._warn('GVLM split_mode="tile": stride ignored, tiles do not overlap (no pixel in two splits)')
             parts = split_indices(len(full), self.split_ratios, self.seed)
-            train, val, test = (_Tiles(full, p) for p in parts)
+            train, val, test = (SplitView(full, p) for p in parts)
             self.split_info.update({'split': 'tile', 'test_split': 'test'})
             rank_zero_info(
                 f'GVLM split: by tile (reference-style, random, seed={self.seed}, ratios={self.split_ratios}; '

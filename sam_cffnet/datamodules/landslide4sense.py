@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
@@ -11,7 +10,8 @@ from torch.utils.data import Dataset
 
 from ..datasets.landslide4sense import BandSpec, Landslide4Sense
 from ..datasets.utils import LayoutNotFoundError
-from .base import DemMode, LandslideDataModule, Normalization, _Tiles, split_indices
+from ..errors import ConfigError
+from .base import LandslideDataModule, SplitView, split_indices
 
 _MEAN = (0.9257, 0.9227, 0.9541, 0.9596, 1.0228, 1.0426, 1.0358, 1.0468, 1.1699, 1.1736, 1.0495, 1.0370, 1.2511, 1.6495)
 _STD = (0.194, 0.2693, 0.345, 0.6155, 0.4385, 0.2877, 0.2786, 0.3079, 0.7654, 7.8715, 0.5019, 0.8358, 0.6478, 1.3595)
@@ -57,53 +57,33 @@ class Landslide4SenseDataModule(LandslideDataModule):
         self,
         root: str = 'data',
         bands: BandSpec = 'rgb',
-        tile_size: int = 256,
         val_ratio: float = 0.1,
         test_ratio: float = 0.1,
         predict_split: Literal['test', 'val'] = 'test',
-        batch_size: int = 8,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
-        seed: int = 0,
-        augment: bool = False,
-        normalization: Normalization = 'reference',
-        dem_mode: DemMode = 'none',
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
         nan_policy: Literal['fill', 'error'] = 'fill',
-        verify: bool = True,
+        **kwargs: Any,
     ) -> None:
         """Configure the datamodule (files are indexed and checked in ``setup``).
 
         Args:
             root: Folder holding ``TrainData/``, ``ValidData/``, ``TestData/``.
             bands: ``'rgb'`` (B4, B3, B2; reference), ``'all'`` (14) or a list of names / 0-based indices.
-            tile_size: Output tile edge (reference 256; patches are 128).
             val_ratio: Fraction of TrainData held out for val when ValidData has no masks.
             test_ratio: Fraction of TrainData held out for test when TestData has no masks.
             predict_split: Official folder used by ``predict`` (``'test'`` = TestData).
-            batch_size: Samples per batch.
-            num_workers: DataLoader workers.
-            pin_memory: DataLoader ``pin_memory``.
-            persistent_workers: Keep workers between epochs.
-            seed: Split and shuffle seed.
-            augment: Flips + 90-degree rotations on training batches (False = reference recipe).
-            normalization: ``'reference'``, ``'dataset'`` or ``'none'``.
-            dem_mode: ``'none'``, ``'band'`` (append slope, dem) or ``'separate'`` (``batch['dem']``, 2 channels).
-            mean: Override of the selected bands' means for ``'dataset'`` (raw units).
-            std: Override of the selected bands' stds.
             nan_policy: ``'fill'`` (0 + warning) or ``'error'``.
-            verify: Open every file at setup (keys, shapes, band count).
+            **kwargs: the shared options of :class:`~sam_cffnet.datamodules.base.LandslideDataModule` (tile_size
+                (patches are 128 px, resized on the device), batch_size, num_workers, seed, shuffle, augment,
+                normalization, dem_mode ('band': append slope, dem; 'separate': ``batch['dem']``, 2 channels),
+                mean/std overrides of the selected bands in raw units, verify, ...).
         """
-        super().__init__(
-            Landslide4Sense, root, tile_size, None, batch_size, num_workers, pin_memory, persistent_workers,
-            seed, augment, normalization, dem_mode, mean, std, verify,
-        )  # fmt: skip
-        self.band_spec = bands
+        if kwargs.get('stride') is not None:
+            raise ConfigError('Landslide4Sense patches are used whole: stride does not apply')
         self._band_indices = Landslide4Sense.resolve_bands(bands)
-        if dem_mode != 'none' and set(self._band_indices) & {12, 13}:
-            raise ValueError(f'dem_mode={dem_mode!r} adds slope/dem: remove them from bands')
+        super().__init__(Landslide4Sense, root=root, **kwargs)
+        self.band_spec = bands
+        if self.dem_mode != 'none' and set(self._band_indices) & {12, 13}:
+            raise ConfigError(f'dem_mode={self.dem_mode!r} adds slope/dem: remove them from bands')
         self.val_ratio = val_ratio
         self.test_ratio = test_ratio
         self.predict_split = predict_split
@@ -151,10 +131,10 @@ class Landslide4SenseDataModule(LandslideDataModule):
                       self.val_ratio * carve['val'], self.test_ratio * carve['test']]  # fmt: skip
             train_idx, val_idx, test_idx = split_indices(len(train_full), ratios, self.seed)
             n_train = len(train_idx)
-            out['train'] = _Tiles(train_full, train_idx)
+            out['train'] = SplitView(train_full, train_idx)
             for split, idx in (('val', val_idx), ('test', test_idx)):
                 if carve[split]:
-                    out[split] = _Tiles(train_full, idx)
+                    out[split] = SplitView(train_full, idx)
                     ratio = self.val_ratio if split == 'val' else self.test_ratio
                     source[split] = f'{len(idx)} TrainData patches held out (seed {self.seed}, ratio {ratio})'
         for split in ('val', 'test'):

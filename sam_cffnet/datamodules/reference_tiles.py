@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..datasets.reference_tiles import ReferenceTiles
-from .base import IMAGENET_RGB_STATS, LandslideDataModule, Normalization, _Tiles, split_indices
+from ..errors import ConfigError
+from .base import IMAGENET_RGB_STATS, LandslideDataModule, SplitView, split_indices
 
 
 class ReferenceTilesDataModule(LandslideDataModule):
@@ -30,45 +30,22 @@ class ReferenceTilesDataModule(LandslideDataModule):
     band_stats: ClassVar[dict[str, tuple[float, float]]] = IMAGENET_RGB_STATS
     stats_source = 'ImageNet RGB mean/std x 255 (stand-in for tiles of unspecified origin)'
 
-    def __init__(
-        self,
-        root: str = 'data',
-        tile_size: int = 256,
-        holdout_ratio: float = 0.0,
-        batch_size: int = 8,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
-        seed: int = 0,
-        augment: bool = False,
-        normalization: Normalization = 'reference',
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        verify: bool = True,
-    ) -> None:
+    def __init__(self, root: str = 'data', holdout_ratio: float = 0.0, **kwargs: Any) -> None:
         """Configure the datamodule (files are indexed and checked in ``setup``).
 
         Args:
             root: Folder holding ``train/`` and ``val/``.
-            tile_size: Tile edge delivered in batches (reference 256).
             holdout_ratio: Fraction of train tiles held out as a distinct test split (0: test == val, as the paper).
-            batch_size: Samples per batch (reference 8).
-            num_workers: DataLoader workers.
-            pin_memory: DataLoader ``pin_memory``.
-            persistent_workers: Keep workers between epochs.
-            seed: Split and shuffle seed.
-            augment: Flips + 90-degree rotations on training batches (False = reference recipe).
-            normalization: ``'reference'`` (/255), ``'dataset'`` or ``'none'``.
-            mean: Override of the RGB means for ``'dataset'``.
-            std: Override of the RGB stds.
-            verify: Open every file at setup.
+            **kwargs: the shared options of :class:`~sam_cffnet.datamodules.base.LandslideDataModule` (tile_size,
+                batch_size, num_workers, seed, shuffle (False = the authors' sorted order), drop_last_eval (True = the
+                authors' val loader), augment, normalization ('reference' = /255, the authors' ``ToTensor``),
+                mean/std, verify, ...).
         """
-        super().__init__(
-            ReferenceTiles, root, tile_size, None, batch_size, num_workers, pin_memory, persistent_workers, seed,
-            augment, normalization, 'none', mean, std, verify,
-        )  # fmt: skip
+        if kwargs.get('dem_mode', 'none') != 'none':
+            raise ConfigError('the reference tiles have no DEM: dem_mode must be "none"')
+        super().__init__(ReferenceTiles, root=root, **kwargs)
         if not 0.0 <= holdout_ratio < 1.0:
-            raise ValueError(f'holdout_ratio must be in [0, 1), got {holdout_ratio}')
+            raise ConfigError(f'holdout_ratio must be in [0, 1), got {holdout_ratio}')
         self.holdout_ratio = holdout_ratio
         self.save_hyperparameters()
 
@@ -77,8 +54,8 @@ class ReferenceTilesDataModule(LandslideDataModule):
         val = ReferenceTiles(self.root, 'val', verify=self.verify)
         if self.holdout_ratio > 0:
             tr, te = split_indices(len(train_full), [1 - self.holdout_ratio, self.holdout_ratio], self.seed)
-            train: Dataset[dict[str, Tensor]] = _Tiles(train_full, tr)
-            test: Dataset[dict[str, Tensor]] = _Tiles(train_full, te)
+            train: Dataset[dict[str, Tensor]] = SplitView(train_full, tr)
+            test: Dataset[dict[str, Tensor]] = SplitView(train_full, te)
             msg = f'test = {len(te)} train tiles held out (ratio {self.holdout_ratio}, seed {self.seed})'
             self.split_info.update({'split': 'on-disk + held-out test', 'test_split': 'holdout'})
         else:

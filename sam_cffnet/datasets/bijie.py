@@ -12,12 +12,12 @@ from PIL import Image
 from torch import Tensor
 from torchgeo.datasets import NonGeoDataset
 
+from ..preprocessing import resize_sample
 from .utils import (
     DatasetLayoutError,
     LayoutNotFoundError,
     PathLike,
     RGBPlotMixin,
-    resize_sample,
     verify_png,
 )
 

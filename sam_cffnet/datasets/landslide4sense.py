@@ -11,14 +11,13 @@ import torch
 from torch import Tensor
 from torchgeo.datasets import NonGeoDataset, RGBBandsMissingError
 
+from ..visualize import percentile_stretch, plot_segmentation
 from .utils import (
     DatasetLayoutError,
     LayoutNotFoundError,
     PathLike,
     check_finite,
     numeric_key,
-    percentile_stretch,
-    plot_segmentation,
 )
 
 LAYOUT = """\

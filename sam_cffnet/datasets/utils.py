@@ -1,4 +1,4 @@
-"""Shared helpers for the landslide datasets: errors, file checks, windowed reads, tiling and plotting.
+"""Shared helpers for the landslide datasets: errors, file checks, windowed reads, tiling and plotting samples.
 
 Nothing here depends on a model. The tiling routine :func:`tile_starts` / :func:`tile_windows` is the single
 place where scenes are cut into tiles (GVLM training tiles and whole-scene mapping use the same rule).
@@ -20,22 +20,22 @@ import torch
 from torch import Tensor
 from torchgeo.datasets import DatasetNotFoundError
 
+from ..errors import DataError, SAMCFFNetError
+
 PathLike = str | os.PathLike[str]
 
 __all__ = [
     'DatasetLayoutError',
     'LayoutNotFoundError',
     'PathLike',
+    'RGBPlotMixin',
     'cache_as_tiled_tiff',
     'check_finite',
     'numeric_key',
     'open_raster',
     'pad_to',
-    'percentile_stretch',
-    'plot_segmentation',
     'raster_shape',
     'read_raster_window',
-    'resize_sample',
     'tile_starts',
     'tile_windows',
     'verify_png',
@@ -44,7 +44,7 @@ __all__ = [
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
 
-class LayoutNotFoundError(DatasetNotFoundError):
+class LayoutNotFoundError(DatasetNotFoundError, SAMCFFNetError):
     """The dataset root is missing or holds none of the expected files.
 
     A :class:`torchgeo.datasets.DatasetNotFoundError` (so code that catches torchgeo's error keeps working) whose
@@ -63,7 +63,7 @@ class LayoutNotFoundError(DatasetNotFoundError):
         FileNotFoundError.__init__(self, msg)
 
 
-class DatasetLayoutError(ValueError):
+class DatasetLayoutError(DataError):
     """Files exist but do not follow the expected layout or content (raised at construction time)."""
 
     def __init__(self, path: PathLike, problem: str, layout: str | None = None) -> None:
@@ -328,94 +328,6 @@ def pad_to(tensor: Tensor, height: int, width: int, value: float = 0) -> Tensor:
     return torch.nn.functional.pad(tensor, (0, pw, 0, ph), value=value)
 
 
-def resize_sample(sample: dict[str, Tensor], height: int, width: int) -> dict[str, Tensor]:
-    """Resize the spatial dims of a sample (or batch): bilinear for ``image``/``dem``, nearest for masks.
-
-    Args:
-        sample: Dict with ``image`` ``(C, H, W)`` or ``(B, C, H, W)`` float, optional ``dem`` (same rank) and
-            ``mask``/``prediction`` ``(H, W)`` or ``(B, H, W)``.
-        height: Target height.
-        width: Target width.
-
-    Returns:
-        The same dict with resized tensors (other keys untouched).
-    """
-    import torch.nn.functional as F
-
-    out = dict(sample)
-    for key in ('image', 'dem'):
-        if key in out and tuple(out[key].shape[-2:]) != (height, width):
-            x = out[key]
-            batched = x.dim() == 4
-            x = x if batched else x.unsqueeze(0)
-            x = F.interpolate(x.float(), size=(height, width), mode='bilinear', align_corners=False, antialias=False)
-            out[key] = x if batched else x.squeeze(0)
-    for key in ('mask', 'prediction'):
-        if key in out and tuple(out[key].shape[-2:]) != (height, width):
-            m = out[key]
-            batched = m.dim() == 3
-            m = m if batched else m.unsqueeze(0)
-            m = F.interpolate(m.unsqueeze(1).float(), size=(height, width), mode='nearest').squeeze(1)
-            m = m.to(sample[key].dtype)
-            out[key] = m if batched else m.squeeze(0)
-    return out
-
-
-def percentile_stretch(image: np.ndarray, lower: float = 2, upper: float = 98) -> np.ndarray:
-    """Stretch an ``(H, W, C)`` image to [0, 1] per channel using percentiles (for display only).
-
-    Args:
-        image: Array ``(H, W, C)``.
-        lower: Lower percentile.
-        upper: Upper percentile.
-
-    Returns:
-        Float array in [0, 1].
-    """
-    image = image.astype(np.float32)
-    lo = np.percentile(image, lower, axis=(0, 1), keepdims=True)
-    hi = np.percentile(image, upper, axis=(0, 1), keepdims=True)
-    return np.clip((image - lo) / np.maximum(hi - lo, 1e-6), 0, 1)
-
-
-def plot_segmentation(
-    image: np.ndarray,
-    mask: Tensor | None,
-    prediction: Tensor | None,
-    show_titles: bool = True,
-    suptitle: str | None = None,
-) -> Any:
-    """Plot an RGB image with its mask and optional prediction side by side.
-
-    Args:
-        image: Display-ready array ``(H, W, 3)`` in [0, 1].
-        mask: Ground truth ``(H, W)`` or None.
-        prediction: Prediction ``(H, W)`` or None.
-        show_titles: Whether to add panel titles.
-        suptitle: Optional figure title.
-
-    Returns:
-        A matplotlib Figure.
-    """
-    import matplotlib.pyplot as plt
-
-    panels: list[tuple[np.ndarray, str, dict[str, Any]]] = [(image, 'Image', {})]
-    if mask is not None:
-        panels.append((np.asarray(mask), 'Mask', {'cmap': 'gray', 'vmin': 0, 'vmax': 1, 'interpolation': 'none'}))
-    if prediction is not None:
-        pred = np.asarray(prediction.detach().cpu() if isinstance(prediction, Tensor) else prediction)
-        panels.append((pred, 'Prediction', {'cmap': 'gray', 'vmin': 0, 'vmax': 1, 'interpolation': 'none'}))
-    fig, axs = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), squeeze=False)
-    for ax, (arr, title, kw) in zip(axs[0], panels):
-        ax.imshow(arr, **kw)
-        ax.axis('off')
-        if show_titles:
-            ax.set_title(title)
-    if suptitle is not None:
-        fig.suptitle(suptitle)
-    return fig
-
-
 class RGBPlotMixin:
     """``plot(sample)`` for datasets whose first three image channels are R, G, B (Bijie, GVLM, reference tiles)."""
 
@@ -435,6 +347,8 @@ class RGBPlotMixin:
             RGBBandsMissingError: If the image has fewer than 3 channels.
         """
         from torchgeo.datasets import RGBBandsMissingError
+
+        from ..visualize import percentile_stretch, plot_segmentation
 
         image = sample['image']
         if image.shape[0] < 3:

@@ -5,7 +5,7 @@
 * :mod:`.datamodule`: :class:`CachedFeatureDataModule`, serving batches with ``features`` to the task.
 """
 
-from .cache import CacheError, FeatureCache, FeatureCacheWriter, cache_key, encoder_output_from_features, tile_hash
+from .cache import CacheError, FeatureCache, FeatureCacheWriter, cache_key, tile_hash
 from .datamodule import CachedFeatureDataModule, CachedTiles
 from .extract import extract_folder, extract_split
 
@@ -16,7 +16,6 @@ __all__ = [
     'FeatureCache',
     'FeatureCacheWriter',
     'cache_key',
-    'encoder_output_from_features',
     'extract_folder',
     'extract_split',
     'tile_hash',

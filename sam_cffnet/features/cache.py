@@ -14,9 +14,10 @@ Layout of one cache (a folder ``<root>/<split>-<key hash>/``)::
 Staleness is never silent:
 
 * the folder name is a hash of the key: encoder fingerprint (the SAM weights), variant, input size, SAM
-  normalization, band adapter and indices, tapped blocks, autocast/attention mode, the datamodule's
-  ``preprocessing_config()`` and split configuration, the split name, the tile count and the storage dtype; a
-  cache made with anything else is not found (and :func:`find_cache` names the fields that differ);
+  normalization, band adapter and indices, tapped blocks, autocast/attention mode, the datamodule's input
+  pipeline (:class:`~sam_cffnet.preprocessing.Preprocessing`) and split configuration, the split name, the tile
+  count and the storage dtype; a cache made with anything else is not found (and :func:`find_cache` names the
+  fields that differ);
 * every served tile is hashed and compared to the hash stored at extraction (catches changed files);
 * a missing header (interrupted extraction) or a file whose size differs from the header (truncation) is an error;
   ``verify='full'`` also checks the checksums.
@@ -43,6 +44,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..errors import SAMCFFNetError
+
 __all__ = [
     'CACHE_FORMAT',
     'CacheError',
@@ -51,7 +54,6 @@ __all__ = [
     'cache_key',
     'check_disk_space',
     'encoder_cache_config',
-    'encoder_output_from_features',
     'find_cache',
     'key_hash',
     'tile_hash',
@@ -65,7 +67,7 @@ STORAGE_DTYPE = np.float16
 _HASH_CHUNK = 1 << 24
 
 
-class CacheError(RuntimeError):
+class CacheError(SAMCFFNetError, RuntimeError):
     """A feature cache is missing, incomplete, truncated, corrupted or was made for other settings."""
 
 
@@ -104,9 +106,9 @@ _LOADER_ONLY = {'root', 'batch_size', 'num_workers', 'pin_memory', 'persistent_w
 
 
 def datamodule_cache_config(datamodule: Any) -> dict[str, Any]:
-    """The datamodule's part of the key: ``preprocessing_config()`` plus its split-defining hyper-parameters."""
-    config = getattr(datamodule, 'preprocessing_config', None)
-    pre = config() if callable(config) else {}
+    """The datamodule's part of the key: its input pipeline (``preprocessing``) plus its split-defining settings."""
+    pipeline = getattr(datamodule, 'preprocessing', None)
+    pre = pipeline.to_dict() if pipeline is not None else {}
     hparams = dict(getattr(datamodule, 'hparams', {}) or {})
     split = {k: v for k, v in sorted(hparams.items()) if k not in _LOADER_ONLY and not k.startswith('_')}
     return _jsonable({'class': f'{type(datamodule).__module__}.{type(datamodule).__qualname__}',
@@ -391,39 +393,3 @@ def describe_stale(root: str | os.PathLike[str], key: dict[str, Any]) -> str:
     if not lines:
         return f'no cache for split {key["split"]!r} under {root}'
     return f'caches for split {key["split"]!r} under {root} were made with other settings: ' + '; '.join(lines)
-
-
-# ---------------------------------------------------------------------------------------------- model side
-def encoder_output_from_features(encoder: nn.Module, image: Tensor, features: Sequence[Tensor]) -> Any:
-    """What ``encoder(image)`` returns, with the ViT replaced by precomputed features.
-
-    Only the cheap input preparation runs (band selection, resize to the encoder size), for the decoder's
-    shallow branch.
-
-    Args:
-        encoder: the frozen :class:`~sam_cffnet.models.encoders.sam.SAMEncoder` the features were computed with.
-        image: B x in_channels x H x W, the tile as the datamodule delivers it.
-        features: one B x C x h x w tensor per tapped block (any float dtype; cast to the image's dtype).
-
-    Returns:
-        :class:`~sam_cffnet.models.encoders.sam.EncoderOutput`.
-
-    Raises:
-        ValueError: trainable encoder parts, or features of the wrong number/shape.
-    """
-    from ..models.encoders.sam import EncoderOutput
-
-    if getattr(encoder, 'has_trainable_parameters', False):
-        raise ValueError('cached features cannot be used with a trainable band projection or block injector')
-    prepared, _ = encoder.prepare(image)
-    grid = encoder.feature_grid(image.shape[-2], image.shape[-1])
-    expected = (image.shape[0], encoder.embed_dim, *grid)
-    if len(features) != len(encoder.out_indices):
-        raise ValueError(f'got {len(features)} feature levels, the encoder taps {len(encoder.out_indices)} blocks')
-    for i, f in enumerate(features):
-        if tuple(f.shape) != expected:
-            raise ValueError(
-                f'cached feature level {i} has shape {tuple(f.shape)}, the encoder produces {expected}: the cache was '
-                f'made for another encoder or input size'
-            )
-    return EncoderOutput(features=[f.to(prepared.dtype) for f in features], image=prepared)

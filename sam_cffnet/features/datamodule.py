@@ -139,9 +139,10 @@ class CachedFeatureDataModule(LightningDataModule):
         """Tile edge of the wrapped datamodule."""
         return int(self.datamodule.tile_size)  # type: ignore[attr-defined]
 
-    def preprocessing_config(self) -> dict[str, Any]:
+    @property
+    def preprocessing(self) -> Any:
         """The wrapped datamodule's input pipeline (what checkpoints record)."""
-        return self.datamodule.preprocessing_config()  # type: ignore[attr-defined,no-any-return]
+        return self.datamodule.preprocessing  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ set-up
     def prepare_data(self) -> None:

@@ -1,6 +1,7 @@
 """Feature extraction: run the frozen SAM encoder once over a split (or an image folder) and write a feature cache.
 
-Command line (``python -m sam_cffnet extract-features --help``)::
+Command line (``python -m sam_cffnet extract-features --help``; the command itself is wired in :mod:`sam_cffnet.cli`,
+which builds the model and datamodule of a config with the training CLI's own parser)::
 
     # the cache a training run with this config uses (train and val splits of its datamodule)
     python -m sam_cffnet extract-features --config bijie.yaml --split train val --output feats/
@@ -38,7 +39,15 @@ from .cache import (
     tile_hash,
 )
 
-__all__ = ['SPLITS', 'extract_dataset', 'extract_folder', 'extract_split', 'main', 'split_datasets']
+__all__ = [
+    'SPLITS',
+    'ImageFolder',
+    'build_parser',
+    'extract_dataset',
+    'extract_folder',
+    'extract_split',
+    'split_datasets',
+]
 
 #: split name -> (datamodule stage, dataset attribute).
 SPLITS: dict[str, tuple[str, str]] = {
@@ -199,7 +208,7 @@ def extract_split(
     tile = int(datamodule.tile_size)
     return extract_dataset(
         encoder, dataset, path, key, (tile, tile),
-        transform=lambda b: datamodule.on_after_batch_transfer(b, 0),
+        transform=datamodule.preprocessing,
         collate_fn=getattr(datamodule, 'collate_fn', None) or default_collate,
         batch_size=batch_size or int(getattr(datamodule, 'batch_size', 8) or 8),
         num_workers=int(num_workers if num_workers is not None else getattr(datamodule, 'num_workers', 0)),
@@ -284,7 +293,7 @@ def extract_folder(
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog='python -m sam_cffnet extract-features',
         description='Compute the frozen SAM encoder features once and store them on disk (float16 memmaps), for '
@@ -308,48 +317,3 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--device', help='cpu, cuda, cuda:1 ... (default: cuda if available)')
     p.add_argument('--overwrite', action='store_true', help='replace existing caches')
     return p
-
-
-def _from_config(config: str, overrides: list[str]) -> tuple[nn.Module, Any]:
-    """The task's encoder and the (unwrapped) datamodule of a training config, built without running."""
-    from lightning.pytorch import LightningDataModule
-
-    from ..cli import SAMCFFNetCLI, _resolve_config_args
-    from ..tasks.segmentation import SegmentationTask
-    from .datamodule import CachedFeatureDataModule
-
-    cli = SAMCFFNetCLI(
-        SegmentationTask, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True, run=False,
-        args=_resolve_config_args(['--config', config, *overrides, '--trainer.logger', 'false']),
-    )  # fmt: skip
-    encoder = getattr(cli.model.model, 'encoder', None)
-    if encoder is None or not hasattr(encoder, 'fingerprint'):
-        raise ValueError(f'{config}: model {cli.model.hparams.model!r} has no frozen SAM encoder to extract')
-    datamodule = cli.datamodule
-    if isinstance(datamodule, CachedFeatureDataModule):
-        datamodule = datamodule.datamodule
-    return encoder, datamodule
-
-
-def main(argv: list[str]) -> int:
-    """``python -m sam_cffnet extract-features``."""
-    args, overrides = _parser().parse_known_args(argv)
-    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    if args.images:
-        if overrides:
-            raise SystemExit(f'unknown arguments {overrides}')
-        from ..models.encoders.sam import SAMEncoder
-
-        probe = ImageFolder(args.images, args.scale)[0]['image']
-        encoder = SAMEncoder(args.encoder, args.sam_checkpoint, args.input_size or None, args.sam_normalize,
-                             in_channels=probe.shape[0], band_indices=None if probe.shape[0] == 3 else [0, 1, 2],
-                             attention=args.attention, autocast=args.autocast)  # fmt: skip
-        extract_folder(encoder, args.images, args.output, args.scale, args.batch_size or 4, device, args.overwrite)
-        return 0
-    encoder, datamodule = _from_config(args.config, overrides)
-    datamodule.prepare_data()
-    datasets = split_datasets(datamodule, args.split)
-    for split, dataset in datasets.items():
-        extract_split(encoder, datamodule, split, args.output, args.batch_size, args.num_workers, device,
-                      args.overwrite, dataset=dataset)  # fmt: skip
-    return 0

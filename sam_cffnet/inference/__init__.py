@@ -6,25 +6,19 @@
 from .scene import (
     PROBABILITY_SCALE,
     InputRasterError,
-    apply_preprocessing,
     load_mapping_model,
     map_scene,
-    normalize_dem,
-    reference_preprocessing,
-    resolve_input_bands,
     vectorize_mask,
+    window_inputs,
     window_weight,
 )
 
 __all__ = [
     'PROBABILITY_SCALE',
     'InputRasterError',
-    'apply_preprocessing',
     'load_mapping_model',
     'map_scene',
-    'normalize_dem',
-    'reference_preprocessing',
-    'resolve_input_bands',
     'vectorize_mask',
+    'window_inputs',
     'window_weight',
 ]

@@ -10,7 +10,7 @@ How it works:
   (:func:`sam_cffnet.datasets.utils.tile_starts`, the same rule as GVLM's training tiles); scenes smaller than a
   tile are padded (padding is nodata);
 * input: the bands and normalization recorded in the checkpoint (``checkpoint['sam_cffnet']['preprocessing']``,
-  the datamodule's ``preprocessing_config()``), applied by :func:`apply_preprocessing`;
+  the datamodule's :class:`~sam_cffnet.preprocessing.Preprocessing`), applied exactly as in training;
 * blending: each window's probabilities are weighted by :func:`window_weight` (1 in the middle, a cosine ramp over
   the overlap, > 0 everywhere) and the weighted sum is divided by the sum of weights, so tile borders show no seams;
 * streaming: the scene is swept in row strips (one strip = one row of windows). Only the ``tile_size`` rows that
@@ -42,17 +42,17 @@ import torch
 from torch import Tensor, nn
 
 from ..datasets.utils import PathLike, open_raster, tile_starts
+from ..errors import ConfigError, DataError, MissingFileError, OutputExistsError
+from ..preprocessing import Preprocessing
+from ..thresholds import ThresholdRule
 
 __all__ = [
     'PROBABILITY_SCALE',
     'InputRasterError',
-    'apply_preprocessing',
     'load_mapping_model',
     'map_scene',
-    'normalize_dem',
-    'reference_preprocessing',
-    'resolve_input_bands',
     'vectorize_mask',
+    'window_inputs',
     'window_weight',
 ]
 
@@ -62,129 +62,8 @@ NODATA = 255
 _VECTOR_DRIVERS = {'.geojson': 'GeoJSON', '.json': 'GeoJSON', '.gpkg': 'GPKG'}
 
 
-class InputRasterError(ValueError):
+class InputRasterError(DataError):
     """The input scene cannot be mapped (not a raster, or bands that do not fit the model)."""
-
-
-# ---------------------------------------------------------------------------------------------- preprocessing
-def reference_preprocessing(num_channels: int = 3, tile_size: int = 256) -> dict[str, Any]:
-    """The authors' input pipeline (RGB uint8 / 255 in [0, 1], no mean/std), in ``preprocessing_config()`` form.
-
-    Args:
-        num_channels: Bands of the model input.
-        tile_size: Tile size of the reference (256).
-
-    Returns:
-        A preprocessing dict (same keys as :meth:`LandslideDataModule.preprocessing_config`).
-    """
-    n = num_channels
-    names = ['red', 'green', 'blue'] if n == 3 else [f'band{i + 1}' for i in range(n)]
-    return {
-        'dataset': 'reference', 'datamodule': None, 'bands': names, 'band_indices': list(range(n)),
-        'num_channels': n, 'normalization': 'reference',
-        'formula': 'x = (clip(x * scale, clip[0], clip[1]) - mean) / std  (per band; no clip when clip is null)',
-        'scale': [1 / 255] * n, 'clip': [0.0, 1.0], 'mean': [0.0] * n, 'std': [1.0] * n,
-        'stats_source': 'SAM-CFFNet reference: uint8 / 255 (ToTensor), no mean/std',
-        'dem_mode': 'none', 'dem_bands': [], 'dem_normalization': 'none', 'tile_size': tile_size, 'stride': tile_size,
-    }  # fmt: skip
-
-
-def apply_preprocessing(image: Tensor, preprocessing: dict[str, Any]) -> Tensor:
-    """Normalize spectral bands exactly like the datamodule: ``(clip(x * scale, lo, hi) - mean) / std`` per band.
-
-    Args:
-        image: ``(B, C, H, W)`` raw values of the selected bands (``preprocessing['bands']``, in that order).
-        preprocessing: The datamodule's ``preprocessing_config()`` (keys ``scale``, ``clip``, ``mean``, ``std``).
-
-    Returns:
-        ``(B, C, H, W)`` float32.
-    """
-    n = image.shape[1]
-    if len(preprocessing['scale']) != n:
-        raise ValueError(f'the preprocessing describes {len(preprocessing["scale"])} bands, the image has {n}')
-
-    def vec(v: Sequence[float]) -> Tensor:
-        return torch.tensor(list(v), dtype=torch.float32, device=image.device).view(1, -1, 1, 1)
-
-    x = image.float() * vec(preprocessing['scale'])
-    if preprocessing.get('clip') is not None:
-        x = x.clamp(*preprocessing['clip'])
-    return (x - vec(preprocessing['mean'])) / vec(preprocessing['std'])
-
-
-def normalize_dem(dem: Tensor, preprocessing: dict[str, Any]) -> Tensor:
-    """DEM/slope channels as the datamodule does: per-tile, per-channel z-score (or identity).
-
-    Args:
-        dem: ``(B, K, H, W)`` raw DEM/slope values.
-        preprocessing: The preprocessing dict (``dem_normalization``).
-
-    Returns:
-        ``(B, K, H, W)`` float32.
-    """
-    dem = dem.float()
-    if preprocessing.get('dem_normalization', 'none') == 'none':
-        return dem
-    mu = dem.mean(dim=(-2, -1), keepdim=True)
-    sd = dem.std(dim=(-2, -1), keepdim=True).clamp_min(1e-6)
-    return (dem - mu) / sd
-
-
-def _dataset_band_list(preprocessing: dict[str, Any]) -> list[str] | None:
-    """The dataset's full band list (to select bands from a raster that holds all of them), when known."""
-    if preprocessing.get('all_bands'):
-        return list(preprocessing['all_bands'])
-    path = preprocessing.get('datamodule') or ''
-    if not path.startswith('sam_cffnet.'):
-        return None
-    import importlib
-
-    module, _, name = path.rpartition('.')
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
-    stats = getattr(cls, 'band_stats', None)
-    return list(stats) if stats else None
-
-
-def resolve_input_bands(
-    count: int, preprocessing: dict[str, Any], path: PathLike = '<raster>', alpha_last: bool = False
-) -> tuple[list[int], list[int]]:
-    """Which bands of the input raster feed the model (spectral bands, then DEM/slope bands).
-
-    Accepted rasters: exactly the trained bands in training order (then the DEM/slope bands when the model uses
-    them), optionally followed by an alpha band; or the dataset's full band list (e.g. all 14 Landslide4Sense
-    bands), from which ``band_indices`` are selected.
-
-    Args:
-        count: Band count of the raster.
-        preprocessing: The preprocessing dict of the checkpoint.
-        path: The raster (named in errors).
-        alpha_last: The last band is an alpha band (ignored as data; it masks nodata).
-
-    Returns:
-        ``(spectral, dem)`` 1-based band indexes.
-
-    Raises:
-        InputRasterError: The band count fits neither layout.
-    """
-    names = list(preprocessing['bands'])
-    dem_names = list(preprocessing.get('dem_bands') or []) if preprocessing.get('dem_mode', 'none') != 'none' else []
-    n, k = len(names), len(dem_names)
-    data_count = count - 1 if alpha_last and count > n + k else count
-    if data_count == n + k:
-        return list(range(1, n + 1)), list(range(n + 1, n + k + 1))
-    full = _dataset_band_list(preprocessing)
-    if full and data_count == len(full) and all(b in full for b in dem_names):
-        return [i + 1 for i in preprocessing['band_indices']], [full.index(b) + 1 for b in dem_names]
-    expected = f'{n + k} bands ({", ".join(names + dem_names)})'
-    if full and len(full) != n + k:
-        expected += f' or the full {preprocessing.get("dataset")} band list ({len(full)} bands)'
-    raise InputRasterError(
-        f'{path}: the raster has {count} band(s) but the model was trained on {expected}; the band selection comes '
-        f'from the checkpoint, give a raster holding those bands in that order'
-    )
 
 
 def window_weight(tile_size: int, overlap: int) -> np.ndarray:
@@ -214,45 +93,39 @@ def load_mapping_model(
     reference_checkpoint: PathLike | None = None,
     sam_checkpoint: PathLike | None = None,
     map_location: str | torch.device = 'cpu',
-) -> tuple[nn.Module, dict[str, Any], float]:
-    """Load a model for :func:`map_scene` with its input pipeline and probability threshold.
+) -> tuple[nn.Module, Preprocessing, ThresholdRule]:
+    """Load a model for :func:`map_scene` with its input pipeline and decision rule.
 
     Args:
         checkpoint: A training checkpoint of this package (``.ckpt``, or an exported one).
-        reference_checkpoint: Instead, one of the authors' ``{BJL,L4S,GVLM}_best.pth.tar`` (whole model; reference
-            preprocessing RGB / 255; threshold ``logit > 0.5`` = probability > sigmoid(0.5)).
+        reference_checkpoint: Instead, one of the authors' ``{BJL,L4S,GVLM}_best.pth.tar`` (whole model; the
+            authors' pipeline RGB / 255; their rule ``logit > 0.5``).
         sam_checkpoint: The SAM weights named at training time, when they moved (``checkpoint`` only).
         map_location: Device of the weights.
 
     Returns:
-        ``(model_or_task, preprocessing, threshold)`` with the model in eval mode.
+        ``(model_or_task, preprocessing, rule)`` with the model in eval mode.
 
     Raises:
-        FileNotFoundError / CheckpointError / ValueError: missing, unreadable or foreign checkpoint.
+        MissingFileError / CheckpointError / ConfigError: missing, unreadable or foreign checkpoint.
     """
     if (checkpoint is None) == (reference_checkpoint is None):
-        raise ValueError("give exactly one of checkpoint (ours) or reference_checkpoint (the authors' .pth.tar)")
+        raise ConfigError("give exactly one of checkpoint (ours) or reference_checkpoint (the authors' .pth.tar)")
     if reference_checkpoint is not None:
         from ..models.sam_cffnet import SAMCFFNet
 
         model = SAMCFFNet.from_reference_checkpoint(reference_checkpoint).to(map_location)
-        return model.eval(), reference_preprocessing(model.in_channels), 1 / (1 + math.exp(-0.5))
+        return model.eval(), Preprocessing.reference(model.in_channels), ThresholdRule(0.5, on_logits=True)
     from ..tasks.segmentation import SegmentationTask
 
     overrides = {'sam_checkpoint': os.fspath(sam_checkpoint)} if sam_checkpoint is not None else {}
     task = SegmentationTask.from_checkpoint(checkpoint, map_location=map_location, **overrides)  # type: ignore[arg-type]
     if task.preprocessing is None:
-        raise ValueError(
+        raise ConfigError(
             f'{checkpoint}: the checkpoint records no input preprocessing (it was not trained with a sam_cffnet '
-            f'datamodule); call map_scene(..., preprocessing=...) with the band selection and normalization to use'
+            f'datamodule); call map_scene(..., preprocessing=Preprocessing(...)) with the bands and normalization'
         )
-    return task.eval(), dict(task.preprocessing), _task_threshold(task)
-
-
-def _task_threshold(task: Any) -> float:
-    hp = getattr(task, 'hparams', {})
-    t = float(hp.get('threshold', 0.5))
-    return 1 / (1 + math.exp(-t)) if hp.get('threshold_on_logits') else t
+    return task.eval(), task.preprocessing, task.threshold_rule
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -264,9 +137,9 @@ def _autocast(precision: str, device: torch.device) -> Any:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     if p in ('16', '16-mixed', 'fp16', 'float16'):
         if device.type == 'cpu':
-            raise ValueError("precision '16' needs a GPU; use 'bf16' or '32' on the CPU")
+            raise ConfigError("precision '16' needs a GPU; use 'bf16' or '32' on the CPU")
         return torch.autocast(device.type, dtype=torch.float16)
-    raise ValueError(f"precision must be '32', 'bf16' or '16', got {precision!r}")
+    raise ConfigError(f"precision must be '32', 'bf16' or '16', got {precision!r}")
 
 
 def _column_blocks(width: int, block_width: int) -> list[tuple[int, int]]:
@@ -286,39 +159,61 @@ def _partial_path(path: Path) -> Path:
 
 def _check_output(path: Path, overwrite: bool, what: str) -> None:
     if path.exists() and not overwrite:
-        raise FileExistsError(f'{path} exists; pass overwrite=True (--overwrite) to replace the {what}')
+        raise OutputExistsError(f'{path} exists; pass overwrite=True (--overwrite) to replace the {what}')
     if path.is_dir():
         raise IsADirectoryError(f'{path} is a folder, expected a file path for the {what}')
+
+
+def window_inputs(
+    preprocessing: Preprocessing,
+    raw: np.ndarray,
+    dem: np.ndarray | None = None,
+    valid: np.ndarray | None = None,
+    device: str | torch.device = 'cpu',
+) -> dict[str, Tensor]:
+    """The model inputs of a batch of raw windows: the training pipeline itself, then nodata set to 0.
+
+    Args:
+        preprocessing: the checkpoint's input pipeline.
+        raw: ``(B, C, T, T)`` raw values of the selected bands.
+        dem: ``(B, K, T, T)`` raw DEM/slope values, or ``None``.
+        valid: ``(B, T, T)`` 1 where the pixel has data, 0 for nodata (``None``: all valid).
+        device: where the tensors go.
+
+    Returns:
+        ``image`` (and ``dem`` with ``dem_mode='separate'``) exactly as the datamodule delivers them in training.
+    """
+    batch = {'image': torch.from_numpy(raw).to(device)}
+    if dem is not None:
+        batch['dem'] = torch.from_numpy(dem).to(device)
+    inputs = preprocessing(batch)
+    if valid is not None:
+        keep = torch.from_numpy(valid).to(device)[:, None]
+        for key in ('image', 'dem'):
+            if key in inputs:
+                inputs[key] = inputs[key] * keep  # nodata is fed as 0 (after normalization)
+    return inputs
 
 
 class _Model:
     """Calls a task or a LandslideModel on normalized batches and returns probabilities."""
 
-    def __init__(self, model: nn.Module, preprocessing: dict[str, Any], device: torch.device, precision: str):
+    def __init__(self, model: nn.Module, preprocessing: Preprocessing, device: torch.device, precision: str):
         self.net = model.model if hasattr(model, 'model') and hasattr(model, 'preprocessing') else model
         self.keys = tuple(getattr(self.net, 'input_keys', ('image',)))
         self.pre = preprocessing
         self.device = device
         self.precision = precision
-        self.dem_mode = preprocessing.get('dem_mode', 'none')
         _autocast(precision, device)  # validate early
 
     @torch.inference_mode()
     def __call__(self, raw: np.ndarray, dem: np.ndarray | None, valid: np.ndarray) -> np.ndarray:
         """``raw`` (B, C, T, T), ``dem`` (B, K, T, T) or None, ``valid`` (B, T, T) -> probabilities (B, T, T)."""
-        x = apply_preprocessing(torch.from_numpy(raw).to(self.device), self.pre)
-        inputs: dict[str, Tensor] = {}
-        if dem is not None:
-            d = normalize_dem(torch.from_numpy(dem).to(self.device), self.pre)
-            if self.dem_mode == 'band':
-                x = torch.cat([x, d], dim=1)
-            else:
-                inputs['dem'] = d * torch.from_numpy(valid).to(self.device)[:, None]
-        x = x * torch.from_numpy(valid).to(self.device)[:, None]
-        inputs['image'] = x
+        inputs = window_inputs(self.pre, raw, dem, valid, self.device)
+        x = inputs['image']
         missing = [k for k in self.keys if k not in inputs]
         if missing:
-            raise ValueError(f'the model needs inputs {list(self.keys)}; the preprocessing provides {sorted(inputs)}')
+            raise ConfigError(f'the model needs inputs {list(self.keys)}; the preprocessing provides {sorted(inputs)}')
         with _autocast(self.precision, self.device):
             logits = self.net(*[inputs[k] for k in self.keys])
         if logits.shape[-2:] != x.shape[-2:]:
@@ -335,13 +230,13 @@ def map_scene(
     overlap: int | None = None,
     batch_size: int = 8,
     precision: str = '32',
-    preprocessing: dict[str, Any] | None = None,
+    preprocessing: Preprocessing | None = None,
     write_probability: bool = True,
     write_mask: bool = True,
     polygons_path: PathLike | None = None,
     min_area: float = 0.0,
     overwrite: bool = False,
-    threshold: float | None = None,
+    threshold: float | ThresholdRule | None = None,
     device: str | torch.device | None = None,
     block_width: int = 4096,
     gdal_cache_mb: int = 64,
@@ -366,13 +261,14 @@ def map_scene(
         overlap: Overlap between windows in pixels (default ``tile_size // 4``).
         batch_size: Windows per forward pass.
         precision: ``'32'``, ``'bf16'`` or ``'16'`` (GPU) autocast.
-        preprocessing: Override of the band selection / normalization (``preprocessing_config()`` form).
+        preprocessing: Override of the input pipeline (:class:`~sam_cffnet.preprocessing.Preprocessing`).
         write_probability: Write the probability band.
         write_mask: Write the binary mask band.
         polygons_path: Also write landslide polygons (``.geojson`` / ``.json`` GeoJSON or ``.gpkg`` GeoPackage).
         min_area: Drop polygons smaller than this (CRS units squared; pixels when the input has no CRS).
         overwrite: Replace existing outputs.
-        threshold: Probability threshold of the mask (``p > threshold``; default: the checkpoint's rule, 0.5).
+        threshold: The mask rule: a :class:`~sam_cffnet.thresholds.ThresholdRule`, or a probability threshold
+            (``p > threshold``); default: the checkpoint's rule.
         device: Torch device (default: CUDA if available).
         block_width: Widest column block processed at once (wider scenes are processed in column blocks).
         gdal_cache_mb: GDAL block cache for the run (MB).
@@ -393,35 +289,37 @@ def map_scene(
     input_path, output_path = Path(input_path), Path(output_path)
     vec_path = Path(polygons_path) if polygons_path is not None else None
     if not (write_probability or write_mask):
-        raise ValueError('nothing to write: enable write_probability and/or write_mask')
+        raise ConfigError('nothing to write: enable write_probability and/or write_mask')
     if not input_path.exists():
-        raise FileNotFoundError(f'input scene not found: {input_path}')
+        raise MissingFileError(f'input scene not found: {input_path}')
     if output_path.resolve() == input_path.resolve():
-        raise ValueError(f'the output {output_path} is the input scene')
+        raise ConfigError(f'the output {output_path} is the input scene')
     _check_output(output_path, overwrite, 'output GeoTIFF')
     if vec_path is not None:
         if vec_path.suffix.lower() not in _VECTOR_DRIVERS:
-            raise ValueError(f'{vec_path}: polygons are written as .geojson, .json or .gpkg')
+            raise ConfigError(f'{vec_path}: polygons are written as .geojson, .json or .gpkg')
         _check_output(vec_path, overwrite, 'polygon file')
 
     pre = preprocessing or getattr(model_or_task, 'preprocessing', None)
     if pre is None:
-        raise ValueError('no preprocessing: pass a SegmentationTask loaded from a checkpoint, or preprocessing=')
-    pre = dict(pre)
+        raise ConfigError('no preprocessing: pass a SegmentationTask loaded from a checkpoint, or preprocessing=')
+    pre = Preprocessing.from_dict(pre)
     if threshold is None:
-        threshold = _task_threshold(model_or_task) if hasattr(model_or_task, 'hparams') else 0.5
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f'threshold must be a probability in (0, 1), got {threshold}')
-    tile = int(tile_size or pre.get('tile_size') or 256)
+        rule = getattr(model_or_task, 'threshold_rule', None) or ThresholdRule()
+    else:
+        rule = threshold if isinstance(threshold, ThresholdRule) else ThresholdRule(float(threshold))
+    threshold = rule.probability_threshold
+    tile = int(tile_size or pre.tile_size or 256)
+    pre = pre.with_tile_size(tile)  # windows are fed at their own size (the tile size the model was trained on)
     ov = tile // 4 if overlap is None else int(overlap)
     if tile <= 0 or not 0 <= ov < tile:
-        raise ValueError(f'need tile_size > 0 and 0 <= overlap < tile_size, got {tile} and {ov}')
+        raise ConfigError(f'need tile_size > 0 and 0 <= overlap < tile_size, got {tile} and {ov}')
     if batch_size <= 0 or block_width <= 0:
-        raise ValueError('batch_size and block_width must be positive')
+        raise ConfigError('batch_size and block_width must be positive')
     dev = torch.device(device) if device is not None else torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     model_in = getattr(getattr(model_or_task, 'model', model_or_task), 'in_channels', None)
-    expected_in = pre.get('num_channels')
-    if isinstance(model_in, int) and expected_in is not None and model_in != int(expected_in):
+    expected_in = pre.num_channels
+    if isinstance(model_in, int) and model_in != int(expected_in):
         raise InputRasterError(
             f'the model takes {model_in} bands but the preprocessing delivers {expected_in}; wrong preprocessing?'
         )
@@ -441,7 +339,10 @@ def map_scene(
 
         warnings.simplefilter('ignore', NotGeoreferencedWarning)
         alpha = src.count > 1 and src.colorinterp[-1] == ColorInterp.alpha
-        spec_idx, dem_idx = resolve_input_bands(src.count, pre, input_path, alpha_last=alpha)
+        try:
+            spec_idx, dem_idx = pre.raster_band_indexes(src.count, str(input_path), alpha_last=alpha)
+        except DataError as err:
+            raise InputRasterError(str(err)) from None
         height, width = src.height, src.width
         crs_text = str(src.crs) if src.crs is not None else None
         band_names = (['landslide_probability'] if write_probability else []) + (
@@ -472,8 +373,8 @@ def map_scene(
                 dst.update_tags(
                     source=input_path.name, threshold=f'{threshold:.6g}', tile_size=tile, overlap=ov,
                     probability_encoding=f'round(p * {PROBABILITY_SCALE}), 255 = nodata',
-                    mask_encoding='1 = landslide, 0 = background, 255 = nodata', bands=','.join(pre['bands']),
-                    normalization=str(pre.get('normalization')),
+                    mask_encoding='1 = landslide, 0 = background, 255 = nodata', bands=','.join(pre.bands),
+                    normalization=pre.normalization, rule=rule.describe(),
                 )  # fmt: skip
                 stats = _sweep(
                     src, spec_idx, dem_idx, runner, tile, ov, batch_size, block_width, threshold, dst,
@@ -671,7 +572,7 @@ def vectorize_mask(
     out_path = Path(out_path)
     driver = _VECTOR_DRIVERS.get(out_path.suffix.lower())
     if driver is None:
-        raise ValueError(f'{out_path}: polygons are written as .geojson, .json or .gpkg')
+        raise ConfigError(f'{out_path}: polygons are written as .geojson, .json or .gpkg')
     final: list[Any] = []
     pending: list[Any] = []
     with open_raster(mask_path) as src:

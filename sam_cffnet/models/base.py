@@ -8,14 +8,23 @@ A model is a plain ``nn.Module`` (no Lightning, no files, no datasets):
 * frozen parts have ``requires_grad=False`` and never reach an optimizer;
 * :meth:`LandslideModel.external_state_keys` lists the state-dict entries that are rebuilt from a pretrained file
   (e.g. the SAM checkpoint), so training checkpoints need not carry them;
-* :meth:`LandslideModel.training_outputs` may add auxiliary losses (e.g. HPCL-Net's contrastive loss).
+* :meth:`LandslideModel.training_outputs` may add auxiliary losses (e.g. HPCL-Net's contrastive loss);
+* :meth:`LandslideModel.config` returns the class path and constructor arguments the model was built with (recorded
+  automatically), so a checkpoint can rebuild it (:func:`~sam_cffnet.models.registry.build_model_from_config`) and
+  configs show every option.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from torch import Tensor, nn
+
+from ..errors import ConfigError
 
 __all__ = ['LandslideModel', 'count_parameters']
 
@@ -30,6 +39,43 @@ def count_parameters(module: nn.Module) -> dict[str, int]:
     return {'total': total, 'trainable': trainable, 'frozen': total - trainable}
 
 
+def _plain(value: Any, where: str) -> Any:
+    """``value`` as plain YAML/JSON data (tuples become lists, paths strings)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v, where) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, f'{where}.{k}') for k, v in value.items()}
+    raise ConfigError(f'{where}: a {type(value).__name__} cannot be written to a config (plain values only)')
+
+
+def _record_config(init: Any) -> Any:
+    """Wrap ``__init__`` so that the outermost call records the class and its bound arguments (``**kwargs`` merged)."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self: LandslideModel, *args: Any, **kwargs: Any) -> None:
+        outermost = '_init_config' not in self.__dict__
+        if outermost:
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            arguments = dict(bound.arguments)
+            arguments.pop(next(iter(signature.parameters)))  # self
+            for name, param in signature.parameters.items():
+                if param.kind is inspect.Parameter.VAR_KEYWORD:
+                    arguments.update(arguments.pop(name, {}))
+                elif param.kind is inspect.Parameter.VAR_POSITIONAL:
+                    arguments.pop(name, None)
+            object.__setattr__(self, '_init_config', arguments)
+        init(self, *args, **kwargs)
+
+    __init__._records_config = True  # type: ignore[attr-defined]
+    return __init__
+
+
 class LandslideModel(nn.Module):
     """Base class: see the module docstring for the contract."""
 
@@ -37,6 +83,35 @@ class LandslideModel(nn.Module):
     input_keys: tuple[str, ...] = ('image',)
     #: batch keys appended after ``input_keys`` while present (e.g. cached encoder ``'features'``).
     optional_input_keys: tuple[str, ...] = ()
+    #: bands of the ``image`` input (every model sets it from its ``in_channels`` argument).
+    in_channels: int
+    #: the class whose options a model forwards through ``**kwargs`` (e.g. the SAM encoder), for argument checks
+    forwards_options_to: type | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get('__init__')
+        if init is not None and not getattr(init, '_records_config', False):
+            cls.__init__ = _record_config(init)  # type: ignore[method-assign]
+
+    def config(self) -> dict[str, Any]:
+        """``{'class_path': ..., 'init_args': {...}}``: how to build this model again (plain data).
+
+        Raises:
+            ConfigError: an argument is not plain data (e.g. a module passed in), so no config can rebuild it.
+        """
+        cls = type(self)
+        args = self.__dict__.get('_init_config', {})
+        path = f'{cls.__module__}.{cls.__qualname__}'
+        return {'class_path': path, 'init_args': {k: _plain(v, f'{path}.{k}') for k, v in args.items()}}
+
+    def _complete_config(self, defaults: Mapping[str, Any]) -> None:
+        """Add the values of options forwarded through ``**kwargs`` and left at their defaults (e.g. the encoder's),
+        so that :meth:`config` is complete even if those defaults change later."""
+        recorded = self.__dict__.get('_init_config')
+        if recorded is not None:
+            for key, value in defaults.items():
+                recorded.setdefault(key, value)
 
     def extra_input_channels(self) -> dict[str, int]:
         """Channels of each input in :attr:`input_keys` other than ``'image'`` (e.g. ``{'dem': 1}``), so that

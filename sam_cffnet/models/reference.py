@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from ..checkpoint import CheckpointError, load_checkpoint_file
-
-if TYPE_CHECKING:
-    from .sam_cffnet import SAMCFFNet
+from ..checkpoint import WEIGHT_FILE_ARGS, load_checkpoint_file
+from ..errors import CheckpointError
+from .encoders.sam import describe_encoder_weights
 
 __all__ = ['load_reference_checkpoint', 'ours_to_reference', 'reference_to_ours']
 
@@ -145,13 +143,14 @@ def _inverse_key(key: str) -> str:
     raise KeyError(f'{key} has no counterpart in the reference model')
 
 
-def load_reference_checkpoint(model: SAMCFFNet, path: str | os.PathLike[str]) -> None:
-    """Load an authors' checkpoint into ``model`` (every tensor checked for name and shape).
+def load_reference_checkpoint(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Load an authors' checkpoint into a :class:`~sam_cffnet.models.SAMCFFNet` (every tensor checked for name and
+    shape).
 
     Raises:
         FileNotFoundError / CheckpointError: missing, unreadable or foreign file (the message names it).
     """
-    raw = load_checkpoint_file(path)
+    raw = load_checkpoint_file(path, expected=WEIGHT_FILE_ARGS['reference_checkpoint'])
     state = raw.get('state_dict') if isinstance(raw, dict) else None
     if state is None and isinstance(raw, dict) and any(str(k).startswith('decoder.') for k in raw):
         state = raw
@@ -167,8 +166,6 @@ def load_reference_checkpoint(model: SAMCFFNet, path: str | os.PathLike[str]) ->
     encoder_state = {k[len('encoder.vit.') :]: v for k, v in ours.items() if k.startswith('encoder.vit.')}
     embed = encoder_state['patch_embed.proj.weight'].shape[0]
     if embed != model.encoder.embed_dim:
-        from .encoders.sam import describe_encoder_weights
-
         raise CheckpointError(
             f'{path} holds a SAM {describe_encoder_weights(encoder_state)} encoder, '
             f'the model is {model.encoder.variant}'

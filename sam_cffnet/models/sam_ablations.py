@@ -29,26 +29,26 @@ registered name     paper       head (on the fused 256-channel map at 1/16 of th
 
 Model I's decoder returns logits at 4x the feature grid (256 px for a 1024 px encoder input); the other heads
 predict at the feature grid (64 x 64) and :class:`SAMSegmenter` resizes every output bilinearly to the tile.
-All encoder arguments are those of :class:`SAMCFFNet` (handled by :func:`build_sam_encoder`).
+All encoder options are :class:`~sam_cffnet.models.encoders.sam.SAMEncoder`'s, forwarded as ``**encoder_args``.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from .decoders.aspp_head import ASPPHead
 from .decoders.cffd import CFFM, FAM
 from .decoders.lawin import LawinHead
 from .decoders.psp import PSPHead
 from .decoders.sam_mask_decoder import PromptFreeMaskDecoder, build_sam_neck, load_sam_neck
-from .encoders.sam import SAMEncoder
 from .registry import register_model
-from .sam_cffnet import SAMSegmenter, build_sam_encoder
+from .sam_segmenter import SAMSegmenter
 
 __all__ = [
     'AblationDecoder',
@@ -98,7 +98,7 @@ class FeatureNeck(nn.Module):
             self.neck.requires_grad_(False)
             self.frozen = True
         else:
-            raise ValueError(f"features must be 'cffm', 'last' or 'sam_neck', got {features!r}")
+            raise ConfigError(f"features must be 'cffm', 'last' or 'sam_neck', got {features!r}")
 
     def forward(self, features: Sequence[Tensor]) -> Tensor:
         if self.features == 'cffm':
@@ -124,19 +124,22 @@ class AblationDecoder(nn.Module):
 
 
 class _SAMAblation(SAMSegmenter):
-    """Common part of Models I-IV: SAM encoder + :class:`FeatureNeck` + a head."""
+    """Common part of Models I-IV: SAM encoder + :class:`FeatureNeck` + a head.
+
+    Args:
+        head: the head (decoder) module, on the fused ``channels``-wide map.
+        features: what the head consumes (module docstring).
+        channels: width of the fused map.
+        shared: CFFM weight sharing.
+        **encoder_args: the frozen SAM encoder's options.
+    """
 
     def __init__(
-        self,
-        encoder: SAMEncoder,
-        head: nn.Module,
-        features: FeatureChoice,
-        channels: int,
-        shared: bool,
-        sam_checkpoint: str | os.PathLike[str] | None,
+        self, head: nn.Module, features: FeatureChoice, channels: int, shared: bool, **encoder_args: Any
     ) -> None:
-        neck = FeatureNeck(encoder.embed_dim, channels, features, shared, sam_checkpoint)
-        super().__init__(encoder, AblationDecoder(neck, head))
+        super().__init__(**encoder_args)
+        neck = FeatureNeck(self.encoder.embed_dim, channels, features, shared, self.encoder.checkpoint_path)
+        self.decoder = AblationDecoder(neck, head)
 
     def external_state_keys(self) -> list[str]:
         """The frozen ViT (and SAM's neck with ``features='sam_neck'``) when read from the SAM checkpoint."""
@@ -152,49 +155,23 @@ class SAMMaskDecoderNet(_SAMAblation):
     """Model I: frozen SAM encoder + feature neck + SAM's mask decoder without prompts.
 
     Args:
-        encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices,
-            attention, autocast, channels_last: the frozen encoder, as :class:`SAMCFFNet`.
         features: what the decoder consumes (``'cffm'``, ``'last'``, ``'sam_neck'``; module docstring).
         shared: CFFM weight sharing.
         load_sam_decoder: initialise the mask decoder, SAM's positional encoding and no-mask embedding from the
             official SAM checkpoint (``sam_checkpoint`` must then be one, with ``mask_decoder.*`` keys); False
             starts them from random weights.
+        **encoder_args: the frozen SAM encoder's options, as :class:`~sam_cffnet.models.SAMCFFNet`.
 
     Shapes: B x in_channels x H x W -> B x 1 x H x W logits (the decoder predicts at S/4, S = encoder input size).
     """
 
     def __init__(
-        self,
-        encoder: str = 'vit_l',
-        sam_checkpoint: str | os.PathLike[str] | None = None,
-        encoder_input_size: int | None = 1024,
-        sam_normalize: bool = False,
-        in_channels: int = 3,
-        band_adapter: Literal['select', 'project'] = 'select',
-        band_indices: Sequence[int] | None = None,
-        attention: Literal['reference', 'sdpa'] = 'reference',
-        autocast: Literal['none', 'bf16'] = 'none',
-        channels_last: bool = False,
-        features: FeatureChoice = 'cffm',
-        shared: bool = True,
-        load_sam_decoder: bool = True,
+        self, features: FeatureChoice = 'cffm', shared: bool = True, load_sam_decoder: bool = True, **encoder_args: Any
     ) -> None:
-        enc = build_sam_encoder(
-            encoder,
-            sam_checkpoint,
-            encoder_input_size,
-            sam_normalize,
-            in_channels,
-            band_adapter,
-            band_indices,
-            attention,
-            autocast,
-            channels_last,
-        )
         head = PromptFreeMaskDecoder(256)
-        if load_sam_decoder and sam_checkpoint is not None:
-            head.load_sam_weights(sam_checkpoint)
-        super().__init__(enc, head, features, 256, shared, sam_checkpoint)
+        super().__init__(head, features, 256, shared, **encoder_args)
+        if load_sam_decoder and self.encoder.checkpoint_path is not None:
+            head.load_sam_weights(self.encoder.checkpoint_path)
 
 
 @register_model('sam_psp')
@@ -202,49 +179,27 @@ class SAMPSPNet(_SAMAblation):
     """Model II: frozen SAM encoder + feature neck + PSP head.
 
     Args:
-        encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices,
-            attention, autocast, channels_last: the frozen encoder, as :class:`SAMCFFNet`.
         features: what the head consumes (module docstring).
         shared: CFFM weight sharing.
         decoder_channels: fused feature width (256).
         head_channels: PSP bottleneck width.
         bins: pyramid pooling bins.
+        **encoder_args: the frozen SAM encoder's options, as :class:`~sam_cffnet.models.SAMCFFNet`.
 
     Shapes: B x in_channels x H x W -> B x 1 x H x W logits (predicted at S/16, upsampled).
     """
 
     def __init__(
         self,
-        encoder: str = 'vit_l',
-        sam_checkpoint: str | os.PathLike[str] | None = None,
-        encoder_input_size: int | None = 1024,
-        sam_normalize: bool = False,
-        in_channels: int = 3,
-        band_adapter: Literal['select', 'project'] = 'select',
-        band_indices: Sequence[int] | None = None,
-        attention: Literal['reference', 'sdpa'] = 'reference',
-        autocast: Literal['none', 'bf16'] = 'none',
-        channels_last: bool = False,
         features: FeatureChoice = 'cffm',
         shared: bool = True,
         decoder_channels: int = 256,
         head_channels: int = 256,
         bins: Sequence[int] = (1, 2, 3, 6),
+        **encoder_args: Any,
     ) -> None:
-        enc = build_sam_encoder(
-            encoder,
-            sam_checkpoint,
-            encoder_input_size,
-            sam_normalize,
-            in_channels,
-            band_adapter,
-            band_indices,
-            attention,
-            autocast,
-            channels_last,
-        )
         head = PSPHead(decoder_channels, head_channels, bins)
-        super().__init__(enc, head, features, decoder_channels, shared, sam_checkpoint)
+        super().__init__(head, features, decoder_channels, shared, **encoder_args)
 
 
 @register_model('sam_aspp')
@@ -252,49 +207,27 @@ class SAMASPPNet(_SAMAblation):
     """Model III: frozen SAM encoder + feature neck + ASPP head.
 
     Args:
-        encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices,
-            attention, autocast, channels_last: the frozen encoder, as :class:`SAMCFFNet`.
         features: what the head consumes (module docstring).
         shared: CFFM weight sharing.
         decoder_channels: fused feature width (256).
         head_channels: ASPP width.
         rate: dilation multiplier (rates 6/12/18 x rate).
+        **encoder_args: the frozen SAM encoder's options, as :class:`~sam_cffnet.models.SAMCFFNet`.
 
     Shapes: B x in_channels x H x W -> B x 1 x H x W logits (predicted at S/16, upsampled).
     """
 
     def __init__(
         self,
-        encoder: str = 'vit_l',
-        sam_checkpoint: str | os.PathLike[str] | None = None,
-        encoder_input_size: int | None = 1024,
-        sam_normalize: bool = False,
-        in_channels: int = 3,
-        band_adapter: Literal['select', 'project'] = 'select',
-        band_indices: Sequence[int] | None = None,
-        attention: Literal['reference', 'sdpa'] = 'reference',
-        autocast: Literal['none', 'bf16'] = 'none',
-        channels_last: bool = False,
         features: FeatureChoice = 'cffm',
         shared: bool = True,
         decoder_channels: int = 256,
         head_channels: int = 256,
         rate: int = 1,
+        **encoder_args: Any,
     ) -> None:
-        enc = build_sam_encoder(
-            encoder,
-            sam_checkpoint,
-            encoder_input_size,
-            sam_normalize,
-            in_channels,
-            band_adapter,
-            band_indices,
-            attention,
-            autocast,
-            channels_last,
-        )
         head = ASPPHead(decoder_channels, head_channels, rate)
-        super().__init__(enc, head, features, decoder_channels, shared, sam_checkpoint)
+        super().__init__(head, features, decoder_channels, shared, **encoder_args)
 
 
 @register_model('sam_lawin')
@@ -302,8 +235,6 @@ class SAMLawinNet(_SAMAblation):
     """Model IV: frozen SAM encoder + feature neck + LawinASPP head.
 
     Args:
-        encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices,
-            attention, autocast, channels_last: the frozen encoder, as :class:`SAMCFFNet`.
         features: what the head consumes (module docstring).
         shared: CFFM weight sharing.
         decoder_channels: fused feature width (256).
@@ -311,22 +242,13 @@ class SAMLawinNet(_SAMAblation):
         patch_size: Lawin query patch P (8; maps are zero-padded to a multiple of it).
         ratios: context window ratios (8, 4, 2).
         heads: attention heads per ratio (64, 16, 4).
+        **encoder_args: the frozen SAM encoder's options, as :class:`~sam_cffnet.models.SAMCFFNet`.
 
     Shapes: B x in_channels x H x W -> B x 1 x H x W logits (predicted at S/16, upsampled).
     """
 
     def __init__(
         self,
-        encoder: str = 'vit_l',
-        sam_checkpoint: str | os.PathLike[str] | None = None,
-        encoder_input_size: int | None = 1024,
-        sam_normalize: bool = False,
-        in_channels: int = 3,
-        band_adapter: Literal['select', 'project'] = 'select',
-        band_indices: Sequence[int] | None = None,
-        attention: Literal['reference', 'sdpa'] = 'reference',
-        autocast: Literal['none', 'bf16'] = 'none',
-        channels_last: bool = False,
         features: FeatureChoice = 'cffm',
         shared: bool = True,
         decoder_channels: int = 256,
@@ -334,18 +256,7 @@ class SAMLawinNet(_SAMAblation):
         patch_size: int = 8,
         ratios: Sequence[int] = (8, 4, 2),
         heads: Sequence[int] = (64, 16, 4),
+        **encoder_args: Any,
     ) -> None:
-        enc = build_sam_encoder(
-            encoder,
-            sam_checkpoint,
-            encoder_input_size,
-            sam_normalize,
-            in_channels,
-            band_adapter,
-            band_indices,
-            attention,
-            autocast,
-            channels_last,
-        )
         head = LawinHead(decoder_channels, head_channels, patch_size, ratios, heads)
-        super().__init__(enc, head, features, decoder_channels, shared, sam_checkpoint)
+        super().__init__(head, features, decoder_channels, shared, **encoder_args)

@@ -35,13 +35,12 @@ and :mod:`sam_cffnet.models.adapters.atl`):
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import ConfigError
 from .adapters.atl import ATLKind, PromptATL, SpaceATL, build_atl
 from .base import LandslideModel, count_parameters
 from .decoders.sam_mask_decoder import PromptFreeMaskDecoder, build_sam_neck, load_sam_neck
@@ -56,16 +55,8 @@ class TransLandSeg(LandslideModel):
     """TransLandSeg: frozen SAM ViT with trainable ATL adapters, frozen SAM neck, trainable prompt-free mask decoder.
 
     Args:
-        encoder: SAM size: ``'vit_l'`` (reference), ``'vit_b'``, ``'vit_h'`` or ``'vit_tiny'`` (tests, demo).
-        sam_checkpoint: official SAM checkpoint (``sam_vit_l_0b3195.pth``): the image encoder, neck and (with
-            ``load_sam_decoder``) the mask decoder and prompt embeddings come from it. ``None`` keeps everything
-            random (tests and the demo only).
-        encoder_input_size: side of the encoder input (reference 1024); ``None`` = the tile's own size (a multiple
-            of 16), with the position embedding interpolated.
-        sam_normalize: apply SAM's (= ImageNet's) pixel mean/std to [0, 1] input (reference: yes).
-        in_channels: input bands.
-        band_adapter: ``'select'`` three bands or ``'project'`` with a trainable 1x1 conv (see ``BandAdapter``).
-        band_indices: the bands used as R, G, B.
+        sam_normalize: apply SAM's (= ImageNet's) pixel mean/std to [0, 1] input (reference: yes; the other
+            SAM models default to no).
         atl: ATL structure: ``'mlp'`` (reference default), ``'mlp2'``, ``'conv'`` (pre-block prompts) or ``'space'``
             (adapter inside each block); see :mod:`sam_cffnet.models.adapters.atl`.
         atl_dim: bottleneck width of the prompt ATLs (reference: 32 = 1024 / 32).
@@ -79,11 +70,12 @@ class TransLandSeg(LandslideModel):
         load_sam_decoder: initialise the mask decoder from the SAM checkpoint (reference: yes).
         reference_random_prompt_pe: keep the decoder's positional encoding random and ``no_mask_embed`` freshly
             initialised, as the reference code does unintentionally (default: load SAM's).
-        attention: encoder attention, ``'reference'`` or ``'sdpa'`` (same result, much less memory in the global
-            blocks, also in the backward pass through them; see ``encoders/attention.py``).
-        autocast: ``'none'`` (fp32, reference) or ``'bf16'`` autocast of the ViT and the ATL inside it (the FFT
-            stays in float32; the neck and decoder get float32 features).
-        channels_last: channels-last patch embedding of the encoder.
+        **encoder_args: the frozen SAM encoder's other options (:class:`~sam_cffnet.models.encoders.sam.SAMEncoder`):
+            ``variant`` (``'vit_l'``), ``sam_checkpoint`` (the image encoder, neck and, with ``load_sam_decoder``,
+            the mask decoder and prompt embeddings come from it; ``None`` keeps everything random: tests and the
+            demo only), ``input_size`` (1024), ``in_channels``, ``band_adapter``, ``band_indices``, ``attention``
+            (``'sdpa'`` also saves memory in the backward pass through the global blocks), ``autocast`` (``'bf16'``
+            covers the ViT and the ATL inside it; the FFT stays in float32), ``channels_last``.
 
     Shapes: B x in_channels x H x W floats in [0, 1] -> B x 1 x H x W logits.
 
@@ -93,15 +85,10 @@ class TransLandSeg(LandslideModel):
         4175140
     """
 
+    forwards_options_to = SAMEncoder
+
     def __init__(
         self,
-        encoder: str = 'vit_l',
-        sam_checkpoint: str | os.PathLike[str] | None = None,
-        encoder_input_size: int | None = 1024,
-        sam_normalize: bool = True,
-        in_channels: int = 3,
-        band_adapter: Literal['select', 'project'] = 'select',
-        band_indices: Sequence[int] | None = None,
         atl: ATLKind = 'mlp',
         atl_dim: int = 32,
         freq_nums: float = 0.25,
@@ -113,14 +100,14 @@ class TransLandSeg(LandslideModel):
         space_conv_steps: int = 3,
         load_sam_decoder: bool = True,
         reference_random_prompt_pe: bool = False,
-        attention: Literal['reference', 'sdpa'] = 'reference',
-        autocast: Literal['none', 'bf16'] = 'none',
-        channels_last: bool = False,
+        sam_normalize: bool = True,
+        **encoder_args: Any,
     ) -> None:
         super().__init__()
-        if encoder not in SAM_VARIANTS:
-            raise ValueError(f'unknown SAM encoder {encoder!r}; choose one of {sorted(SAM_VARIANTS)}')
-        spec = SAM_VARIANTS[encoder]
+        variant = encoder_args.get('variant', 'vit_l')
+        if variant not in SAM_VARIANTS:
+            raise ConfigError(f'unknown SAM encoder {variant!r}; choose one of {sorted(SAM_VARIANTS)}')
+        spec = SAM_VARIANTS[variant]
         injector = build_atl(
             atl,
             spec.embed_dim,
@@ -135,22 +122,12 @@ class TransLandSeg(LandslideModel):
             space_conv_steps=space_conv_steps,
         )
         self.atl_kind = atl
-        self.encoder = SAMEncoder(
-            variant=encoder,
-            checkpoint=sam_checkpoint,
-            input_size=encoder_input_size,
-            sam_normalize=sam_normalize,
-            in_channels=in_channels,
-            band_adapter=band_adapter,
-            band_indices=band_indices,
-            out_indices=(spec.depth - 1,),
-            injector=injector,
-            attention=attention,
-            autocast=autocast,
-            channels_last=channels_last,
-        )
+        # the last block's output only (SAM's image embedding comes from it through the neck)
+        self.encoder = SAMEncoder(sam_normalize=sam_normalize, out_indices=(-1,), injector=injector, **encoder_args)
+        self._complete_config(self.encoder.options)
         if isinstance(injector, PromptATL):
             injector.bind_position_embedding(self.encoder.position_embedding)
+        sam_checkpoint = self.encoder.checkpoint_path
         self.neck = build_sam_neck(spec.embed_dim, 256)
         self.decoder = PromptFreeMaskDecoder(transformer_dim=256)
         self.decoder_loaded_keys: list[str] = []

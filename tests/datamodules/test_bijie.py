@@ -70,11 +70,11 @@ def test_normalization_modes(bijie_root: Path) -> None:
     mean = torch.tensor([75.94, 94.34, 80.46]).view(1, 3, 1, 1)
     std = torch.tensor([38.77, 35.05, 33.51]).view(1, 3, 1, 1)
     assert torch.allclose(dm.on_after_batch_transfer(batch, 0)['image'], (x - mean) / std, atol=1e-5)
-    cfg = dm.preprocessing_config()
+    cfg = dm.preprocessing.to_dict()
     assert cfg['mean'] == [75.94, 94.34, 80.46] and 'Bijie' in cfg['stats_source']
     dm = BijieDataModule(bijie_root, tile_size=32, normalization='dataset', mean=[0, 0, 0], std=[255, 255, 255])
     assert torch.allclose(dm.on_after_batch_transfer(batch, 0)['image'], x / 255)
-    ref = BijieDataModule(bijie_root).preprocessing_config()
+    ref = BijieDataModule(bijie_root).preprocessing.to_dict()
     assert ref['scale'] == [1 / 255] * 3 and ref['mean'] == [0.0] * 3 and ref['std'] == [1.0] * 3
     assert ref['tile_size'] == 256 and ref['dataset'] == 'bijie'
     json.dumps(ref)
@@ -92,7 +92,7 @@ def test_dem_modes(bijie_root: Path, dem_mode: str, channels: int) -> None:
         assert b['dem'].mean().abs() < 1e-4  # per-tile z-score
     if dem_mode == 'band':
         assert b['image'][:, :3].max() <= 1 and b['image'][:, 3].std() > 0.5
-    assert dm.preprocessing_config()['dem_normalization'] == ('none' if dem_mode == 'none' else 'per_tile_zscore')
+    assert dm.preprocessing.to_dict()['dem_normalization'] == ('none' if dem_mode == 'none' else 'per_tile_zscore')
 
 
 def test_predict_and_test(bijie_root: Path) -> None:

@@ -69,14 +69,14 @@ def test_bands_and_dem(l4s_root: Path) -> None:
     dm = Landslide4SenseDataModule(l4s_root, bands='all', tile_size=16, normalization='dataset', batch_size=2)
     dm.setup('fit')
     assert dm.num_channels == 14 and _batch(dm)['image'].shape == (2, 14, 16, 16)
-    cfg = dm.preprocessing_config()
+    cfg = dm.preprocessing.to_dict()
     assert cfg['band_indices'] == list(range(14)) and len(cfg['mean']) == 14 and cfg['normalization'] == 'dataset'
     dm = Landslide4SenseDataModule(l4s_root, bands=['B8', 'B4'], dem_mode='separate', tile_size=16, batch_size=2)
     dm.setup('fit')
     b = _batch(dm)
     assert b['image'].shape == (2, 2, 16, 16) and b['dem'].shape == (2, 2, 16, 16)
-    assert dm.preprocessing_config()['band_indices'] == [7, 3]
-    assert dm.preprocessing_config()['dem_bands'] == ['slope', 'dem']
+    assert dm.preprocessing.to_dict()['band_indices'] == [7, 3]
+    assert dm.preprocessing.to_dict()['dem_bands'] == ['slope', 'dem']
     dm = Landslide4SenseDataModule(l4s_root, dem_mode='band', tile_size=16, batch_size=2)
     dm.setup('fit')
     assert dm.num_channels == 5 and _batch(dm)['image'].shape[1] == 5

@@ -14,6 +14,7 @@ from sam_cffnet.datamodules import DemoBijieDataModule
 from sam_cffnet.datasets.demo import make_demo_bijie
 from sam_cffnet.features import CachedFeatureDataModule, CacheError, FeatureCache, extract_folder, extract_split
 from sam_cffnet.features.cache import HEADER, encoder_cache_config
+from sam_cffnet.models import build_model
 from sam_cffnet.models.encoders.sam import SAMEncoder
 from sam_cffnet.tasks.segmentation import SegmentationTask
 
@@ -33,10 +34,10 @@ def _datamodule(root: Path, **kwargs: object) -> DemoBijieDataModule:
 
 
 def _task(**model_args: object) -> SegmentationTask:
-    args = {'encoder': 'vit_tiny', 'encoder_input_size': None, 'decoder_channels': 64, **model_args}
+    args = {'variant': 'vit_tiny', 'input_size': None, 'decoder_channels': 64, **model_args}
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*RANDOM weights')
-        return SegmentationTask('sam_cffnet', args, in_channels=3)
+        return SegmentationTask(build_model('sam_cffnet', **args))
 
 
 def _first_loss(task: SegmentationTask, dm: object) -> torch.Tensor:
@@ -64,7 +65,7 @@ def test_cached_and_uncached_first_step_match(data_root: Path, tmp_path: Path) -
     task.eval()
     with torch.no_grad():
         vb = cached.on_after_batch_transfer(next(iter(cached.val_dataloader())), 0)
-        a = task(*task._inputs(vb))
+        a = task(*task.model_inputs(vb))
         b = task(vb['image'])
     assert torch.allclose(a, b, atol=5e-3)
 
@@ -94,7 +95,7 @@ def test_changed_checkpoint_or_input_size_invalidates(data_root: Path, tmp_path:
     with torch.no_grad():
         other.vit.pos_embed.add_(1.0)
     torch.save({f'image_encoder.{k}': v for k, v in other.vit.state_dict().items()}, ckpt)
-    enc2 = SAMEncoder('vit_tiny', checkpoint=ckpt, input_size=None)
+    enc2 = SAMEncoder('vit_tiny', sam_checkpoint=ckpt, input_size=None)
     assert encoder_cache_config(enc2)['fingerprint'] != encoder_cache_config(enc)['fingerprint']
     with pytest.raises(CacheError, match='fingerprint'):
         CachedFeatureDataModule(_datamodule(data_root), str(tmp_path), build=False, encoder=enc2).setup('validate')
@@ -180,8 +181,8 @@ def test_extract_folder_and_cli(data_root: Path, tmp_path: Path, capsys: pytest.
     # the CLI entry (config mode, overrides passed through)
     cfg = tmp_path / 'cfg.yaml'
     cfg.write_text(
-        'model:\n  class_path: sam_cffnet.tasks.SegmentationTask\n  init_args:\n    model: sam_cffnet\n'
-        '    model_args: {encoder: vit_tiny, encoder_input_size: null, attention: sdpa, decoder_channels: 64}\n'
+        'model:\n  model:\n    class_path: sam_cffnet.models.SAMCFFNet\n'
+        '    init_args: {variant: vit_tiny, input_size: null, attention: sdpa, decoder_channels: 64}\n'
         f'data:\n  class_path: sam_cffnet.datamodules.DemoBijieDataModule\n  init_args:\n    root: {data_root}\n'
         f'    tile_size: {TILE}\n    batch_size: 2\n    split_ratios: [0.6, 0.2, 0.2]\n'
     )

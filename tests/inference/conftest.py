@@ -14,6 +14,7 @@ import torch
 from affine import Affine
 
 from sam_cffnet.datamodules import BijieDataModule
+from sam_cffnet.models import build_model
 from sam_cffnet.tasks.segmentation import SegmentationTask
 
 CRS = 'EPSG:32648'  # projected (UTM 48N, Bijie)
@@ -35,10 +36,8 @@ def task() -> SegmentationTask:
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        t = SegmentationTask(
-            model='sam_cffnet', model_args={'encoder': 'vit_tiny', 'encoder_input_size': None}, in_channels=3
-        )
-    t.preprocessing = BijieDataModule(root='unused', tile_size=64).preprocessing_config()
+        t = SegmentationTask(build_model('sam_cffnet', variant='vit_tiny', input_size=None))
+    t.preprocessing = BijieDataModule(root='unused', tile_size=64).preprocessing
     return t.eval()
 
 

@@ -14,20 +14,19 @@ import rasterio
 import torch
 from torch import Tensor, nn
 
-from sam_cffnet.checkpoint import CheckpointError
 from sam_cffnet.cli import main as cli_main
 from sam_cffnet.datamodules import BijieDataModule, GVLMDataModule, Landslide4SenseDataModule
+from sam_cffnet.errors import CheckpointError, DataError
 from sam_cffnet.inference import (
     PROBABILITY_SCALE,
     InputRasterError,
-    apply_preprocessing,
     load_mapping_model,
     map_scene,
-    reference_preprocessing,
-    resolve_input_bands,
     vectorize_mask,
+    window_inputs,
     window_weight,
 )
+from sam_cffnet.preprocessing import Preprocessing
 from sam_cffnet.tasks.segmentation import SegmentationTask
 
 from .conftest import CRS, TRANSFORM, random_rgb, write_geotiff
@@ -53,10 +52,10 @@ class PixelModel(nn.Module):
         return 6 * (image.mean(1, keepdim=True) - 0.5)
 
 
-def pixel_expected(img: np.ndarray, pre: dict[str, Any]) -> np.ndarray:
+def pixel_expected(img: np.ndarray, pre: Preprocessing) -> np.ndarray:
     """What PixelModel gives on the whole image at once, encoded as the output's probability band."""
     with torch.no_grad():
-        p = torch.sigmoid(PixelModel()(apply_preprocessing(torch.from_numpy(img)[None], pre)))[0, 0].numpy()
+        p = torch.sigmoid(PixelModel()(pre.normalize_image(torch.from_numpy(img)[None])))[0, 0].numpy()
     return np.rint(p.astype(np.float64) * PROBABILITY_SCALE).astype(np.uint8)
 
 
@@ -79,29 +78,44 @@ def read(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
         GVLMDataModule(root='unused', normalization='dataset'),
         Landslide4SenseDataModule(root='unused', bands=['B2', 'B8', 'B11', 'B4'], normalization='dataset'),
         Landslide4SenseDataModule(root='unused', bands='rgb', normalization='reference'),
+        BijieDataModule(root='unused', dem_mode='separate', normalization='dataset'),
+        Landslide4SenseDataModule(root='unused', bands='rgb', dem_mode='band'),
     ],
-    ids=['bijie-reference', 'gvlm-dataset', 'l4s-dataset', 'l4s-reference'],
+    ids=['bijie-reference', 'gvlm-dataset', 'l4s-dataset', 'l4s-reference', 'bijie-dem-separate', 'l4s-dem-band'],
 )
-def test_preprocessing_matches_datamodule(dm: Any) -> None:
-    pre = json.loads(json.dumps(dm.preprocessing_config()))  # as stored in a checkpoint
-    x = torch.rand(2, dm.num_channels, 8, 8) * 300
-    assert torch.equal(apply_preprocessing(x, pre), dm.normalize_image(x))
+def test_mapping_inputs_are_the_training_inputs_bit_for_bit(dm: Any) -> None:
+    """The same raw pixels through the training path (datamodule) and the mapping path (the pipeline restored from
+    the checkpoint's JSON) give bit-identical model inputs."""
+    restored = Preprocessing.from_dict(json.loads(json.dumps(dm.preprocessing.to_dict())))  # as in a checkpoint
+    assert restored == dm.preprocessing
+    t = dm.tile_size = 32
+    raw = (torch.rand(2, len(dm.bands), t, t) * 300).numpy()
+    batch = {'image': torch.from_numpy(raw.copy()), 'mask': torch.zeros(2, t, t, dtype=torch.long)}
+    if dm.dem_mode != 'none':
+        batch['dem'] = torch.rand(2, len(dm.dem_bands), t, t) * 1000
+    training = dm.on_after_batch_transfer(batch, 0)
+    mapping = window_inputs(
+        restored.with_tile_size(t), raw, batch['dem'].numpy() if 'dem' in batch else None, np.ones((2, t, t), 'f4')
+    )
+    assert torch.equal(mapping['image'], training['image'])
+    if 'dem' in training:
+        assert torch.equal(mapping['dem'], training['dem'])
 
 
 def test_reference_preprocessing_is_rgb_over_255() -> None:
     x = torch.randint(0, 256, (1, 3, 4, 4)).float()
-    assert torch.allclose(apply_preprocessing(x, reference_preprocessing()), x / 255)
+    assert torch.allclose(Preprocessing.reference().normalize_image(x), x / 255)
 
 
 def test_band_resolution() -> None:
-    rgb = BijieDataModule(root='unused').preprocessing_config()
-    assert resolve_input_bands(3, rgb) == ([1, 2, 3], [])
-    assert resolve_input_bands(4, rgb, alpha_last=True) == ([1, 2, 3], [])
-    l4s = Landslide4SenseDataModule(root='unused', bands='rgb', dem_mode='band').preprocessing_config()
-    assert resolve_input_bands(5, l4s) == ([1, 2, 3], [4, 5])  # selected bands, then slope, dem
-    assert resolve_input_bands(14, l4s) == ([4, 3, 2], [13, 14])  # the full L4S stack: B4, B3, B2 + slope, dem
-    with pytest.raises(InputRasterError, match='has 2 band'):
-        resolve_input_bands(2, rgb, 'scene.tif')
+    rgb = BijieDataModule(root='unused').preprocessing
+    assert rgb.raster_band_indexes(3) == ([1, 2, 3], [])
+    assert rgb.raster_band_indexes(4, alpha_last=True) == ([1, 2, 3], [])
+    l4s = Landslide4SenseDataModule(root='unused', bands='rgb', dem_mode='band').preprocessing
+    assert l4s.raster_band_indexes(5) == ([1, 2, 3], [4, 5])  # selected bands, then slope, dem
+    assert l4s.raster_band_indexes(14) == ([4, 3, 2], [13, 14])  # the full L4S stack: B4, B3, B2 + slope, dem
+    with pytest.raises(DataError, match=r'scene\.tif: the raster has 2 band'):
+        rgb.raster_band_indexes(2, 'scene.tif')
 
 
 def test_window_weight_positive_and_complementary() -> None:
@@ -120,7 +134,7 @@ def test_single_window_identical_to_direct_prediction(task: SegmentationTask, tm
     assert summary['windows'] == 1
     out, _ = read(tmp_path / 'out.tif')
     with torch.no_grad():
-        x = apply_preprocessing(torch.from_numpy(img)[None], task.preprocessing)
+        x = task.preprocessing.normalize_image(torch.from_numpy(img)[None])
         p = torch.sigmoid(task.model(x)[:, 0].float())[0].numpy()
     np.testing.assert_array_equal(out[0], np.rint(p.astype(np.float64) * PROBABILITY_SCALE).astype(np.uint8))
     np.testing.assert_array_equal(out[1], (p > 0.5).astype(np.uint8))
@@ -170,7 +184,7 @@ def test_png_input_keeps_pixel_grid(task: SegmentationTask, tmp_path: Path) -> N
 # ---------------------------------------------------------------------------------------------- blending, streaming
 @pytest.mark.parametrize('block_width', [4096, 70], ids=['one-block', 'column-blocks'])
 def test_blending_is_seamless_and_exact_for_a_pixelwise_model(tmp_path: Path, block_width: int) -> None:
-    pre = BijieDataModule(root='unused').preprocessing_config()
+    pre = BijieDataModule(root='unused').preprocessing
     img = random_rgb(130, 190, seed=3)
     src = write_geotiff(tmp_path / 'scene.tif', img)
     summary = map_scene(PixelModel(), src, tmp_path / 'out.tif', preprocessing=pre, block_width=block_width, **FAST)
@@ -202,7 +216,7 @@ def test_vectorize_merges_across_blocks_and_filters_area(tmp_path: Path) -> None
 
 # ---------------------------------------------------------------------------------------------- errors, atomicity
 def test_clear_errors(tmp_path: Path) -> None:
-    pre = BijieDataModule(root='unused').preprocessing_config()
+    pre = BijieDataModule(root='unused').preprocessing
     text = tmp_path / 'notes.tif'
     text.write_text('not a raster')
     with pytest.raises(InputRasterError, match='not a readable raster'):
@@ -225,7 +239,7 @@ def test_clear_errors(tmp_path: Path) -> None:
 
 
 def test_interrupted_run_leaves_no_output(tmp_path: Path) -> None:
-    pre = BijieDataModule(root='unused').preprocessing_config()
+    pre = BijieDataModule(root='unused').preprocessing
     src = write_geotiff(tmp_path / 'scene.tif', random_rgb(150, 150))
     with pytest.raises(KeyboardInterrupt):
         map_scene(PixelModel(fail_after=2), src, tmp_path / 'out.tif', preprocessing=pre,

@@ -26,7 +26,7 @@ from sam_cffnet.models.encoders.sam import SAMEncoder
 from sam_cffnet.models.sam_ablations import FeatureNeck
 
 ABLATIONS = ['sam_mask_decoder', 'sam_psp', 'sam_aspp', 'sam_lawin']
-TINY = {'encoder': 'vit_tiny', 'encoder_input_size': 128}  # 8 x 8 feature grid (a whole Lawin patch)
+TINY = {'variant': 'vit_tiny', 'input_size': 128}  # 8 x 8 feature grid (a whole Lawin patch)
 
 
 @pytest.fixture(autouse=True, scope='module')

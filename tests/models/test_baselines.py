@@ -15,9 +15,9 @@ from sam_cffnet.models.baselines import AttentionUNet, HRNet, HRNetHead
 #: registered name -> tiny arguments (the shipped configs use the paper-size defaults).
 TINY = {
     'attention_unet': {'base_channels': 4},
-    'deeplabv3plus': {'encoder': 'resnet18'},
-    'hrnet': {'encoder': 'hrnet_w18_small'},
-    'segformer': {'encoder': 'mit_b0', 'decoder_channels': 32},
+    'deeplabv3plus': {'backbone': 'resnet18'},
+    'hrnet': {'backbone': 'hrnet_w18_small'},
+    'segformer': {'backbone': 'mit_b0', 'decoder_channels': 32},
 }
 
 
@@ -54,7 +54,7 @@ def test_paper_sizes() -> None:
 
 
 def test_hrnet_head_concatenates_branches() -> None:
-    model = HRNet(encoder='hrnet_w18_small')
+    model = HRNet(backbone='hrnet_w18_small')
     widths = model.encoder.feature_info.channels()
     assert widths == [16, 32, 64, 128]
     assert model.decoder.last_layer[0].in_channels == sum(widths)
@@ -74,13 +74,13 @@ def test_local_imagenet_weights_and_band_adaptation(name: str, tmp_path: Path) -
     state['fc.weight'] = torch.zeros(10, 4)
     torch.save(state, path)
 
-    loaded = build_model(name, encoder_weights=str(path), **TINY[name])
+    loaded = build_model(name, backbone_weights=str(path), **TINY[name])
     enc = loaded.net.encoder if hasattr(loaded, 'net') else loaded.encoder
     for k, v in enc.state_dict().items():
         assert torch.equal(v, state[k]), k
 
     # 5 bands: the first conv's ImageNet kernels are cycled over the bands and rescaled by 3/5
-    five = build_model(name, encoder_weights=str(path), in_channels=5, **TINY[name])
+    five = build_model(name, backbone_weights=str(path), in_channels=5, **TINY[name])
     enc5 = five.net.encoder if hasattr(five, 'net') else five.encoder
     first = next(m for m in enc5.modules() if isinstance(m, torch.nn.Conv2d))
     w3 = next(v for k, v in state.items() if v.ndim == 4)
@@ -91,27 +91,27 @@ def test_local_imagenet_weights_and_band_adaptation(name: str, tmp_path: Path) -
 
 def test_bad_weight_files(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        build_model('deeplabv3plus', encoder='resnet18', encoder_weights=str(tmp_path / 'missing.pth'))
+        build_model('deeplabv3plus', backbone='resnet18', backbone_weights=str(tmp_path / 'missing.pth'))
     torch.save({'something.else': torch.zeros(3)}, tmp_path / 'other.pth')
     with pytest.raises(ValueError, match='tensors were found'):
-        build_model('deeplabv3plus', encoder='resnet18', encoder_weights=str(tmp_path / 'other.pth'))
+        build_model('deeplabv3plus', backbone='resnet18', backbone_weights=str(tmp_path / 'other.pth'))
     (tmp_path / 'text.pth').write_text('not a checkpoint')
     with pytest.raises(CheckpointError):
-        build_model('hrnet', encoder='hrnet_w18_small', encoder_weights=str(tmp_path / 'text.pth'))
+        build_model('hrnet', backbone='hrnet_w18_small', backbone_weights=str(tmp_path / 'text.pth'))
 
 
-def test_attention_unet_encoder_weights(tmp_path: Path) -> None:
+def test_attention_unet_backbone_weights(tmp_path: Path) -> None:
     a = AttentionUNet(base_channels=4)
     torch.save({'state_dict': {f'model.encoder.{k}': v for k, v in a.encoder.state_dict().items()}}, tmp_path / 'a')
-    b = AttentionUNet(base_channels=4, encoder_weights=str(tmp_path / 'a'))
+    b = AttentionUNet(base_channels=4, backbone_weights=str(tmp_path / 'a'))
     for (k, v), w in zip(a.encoder.state_dict().items(), b.encoder.state_dict().values()):
         assert torch.equal(v, w), k
 
 
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match='Mix Transformer'):
-        build_model('segformer', encoder='resnet18')
+        build_model('segformer', backbone='resnet18')
     with pytest.raises(ValueError, match='HRNet'):
-        build_model('hrnet', encoder='resnet18')
-    with pytest.raises(TypeError, match='does not take'):
-        build_model('attention_unet', encoder='resnet18')
+        build_model('hrnet', backbone='resnet18')
+    with pytest.raises(ValueError, match='does not take'):
+        build_model('attention_unet', backbone='resnet18')

@@ -3,24 +3,24 @@ composed with a dataset recipe, shrunk to tiny sizes by dotted overrides, one fa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import model_flags
 
-from sam_cffnet.cli import main, resolve_config
-from sam_cffnet.models.sam_cffnet import SAMSegmenter
-from sam_cffnet.report import load_model_block
+from sam_cffnet.cli import main
+from sam_cffnet.models import SAMSegmenter, get_model_class
+from sam_cffnet.recipes import resolve_config
 
-SAM_TINY = {'encoder': 'vit_tiny', 'sam_checkpoint': None, 'encoder_input_size': 128}
-#: model config -> the overrides of its model_args that make it tiny (the other shipped arguments are kept).
+SAM_TINY = {'variant': 'vit_tiny', 'sam_checkpoint': None, 'input_size': 128}
+#: model config -> the overrides of its model options that make it tiny (the other shipped options are kept).
 TINY = {
     'attention_unet': {'base_channels': 8},
-    'deeplabv3plus': {'encoder': 'resnet18'},
-    'hrnet': {'encoder': 'hrnet_w18_small'},
-    'segformer': {'encoder': 'mit_b0'},
+    'deeplabv3plus': {'backbone': 'resnet18'},
+    'hrnet': {'backbone': 'hrnet_w18_small'},
+    'segformer': {'backbone': 'mit_b0'},
     'sam_mask_decoder': SAM_TINY,
     'sam_psp': SAM_TINY,
     'sam_aspp': SAM_TINY,
@@ -44,14 +44,12 @@ def test_every_model_has_a_config() -> None:
 
 @pytest.mark.parametrize('name', list(TINY))
 def test_fit_fast_dev_run(name: str, fake_roots: dict[str, Path], tmp_path: Path) -> None:
-    # the shipped model arguments with the tiny overrides (a dotted override cannot set a dict entry to null)
-    _, shipped, _ = load_model_block(resolve_config(f'models/{name}.yaml'))
-    model_args = json.dumps({**shipped, **TINY[name]})
+    # the shipped model options with the tiny overrides (dotted command-line overrides, null included)
     args = [
         'fit',
         '--config', 'bijie.yaml',
         '--config', f'models/{name}.yaml',
-        '--model.init_args.model_args', model_args,
+        *model_flags(TINY[name]),
         '--data.init_args.root', str(fake_roots['bijie']),
         '--data.init_args.tile_size', '64',
         '--data.init_args.batch_size', '2',
@@ -67,7 +65,9 @@ def test_fit_fast_dev_run(name: str, fake_roots: dict[str, Path], tmp_path: Path
     cli = main(args)
     assert cli.trainer.state.finished and cli.trainer.global_step == 1
     task = cli.model
-    assert task.hparams.model == name
+    assert isinstance(task.model, get_model_class(name)) and task.hparams.model['class_path'].endswith(
+        get_model_class(name).__qualname__
+    )
     model = task.model.eval()
     with torch.no_grad():
         out = model(torch.rand(1, model.in_channels, 64, 64))

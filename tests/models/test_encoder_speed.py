@@ -61,7 +61,7 @@ def test_bf16_and_channels_last_run() -> None:
 
 
 def test_options_pass_through_model_args() -> None:
-    model = SAMCFFNet('vit_tiny', encoder_input_size=None, attention='sdpa', autocast='bf16', decoder_channels=64)
+    model = SAMCFFNet(variant='vit_tiny', input_size=None, attention='sdpa', autocast='bf16', decoder_channels=64)
     assert model.encoder.speed_options.attention == 'sdpa' and model.encoder.speed_options.autocast == 'bf16'
     feats = model.encoder(torch.rand(2, 3, 64, 64)).features
     assert all(f.dtype == torch.float32 for f in feats)

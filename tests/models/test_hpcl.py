@@ -26,8 +26,8 @@ from sam_cffnet.models.hpcl import (
 from sam_cffnet.tasks.segmentation import SegmentationTask
 
 TINY: dict[str, Any] = {
-    'encoder': 'vit_tiny',
-    'encoder_input_size': None,
+    'variant': 'vit_tiny',
+    'input_size': None,
     'decoder_channels': 64,
     'dem_channels': [8, 16, 16, 16],
     'dem_out_channels': 16,
@@ -223,7 +223,7 @@ def test_momentum_encoder_follows_the_ema_rule_and_gets_no_gradients() -> None:
     assert all(not p.requires_grad and p.grad is None for p in model.momentum.parameters())
     assert model.head is not None and all(p.grad is not None for p in model.head.parameters())
     assert model.dem_branch is not None and any(p.grad is not None for p in model.dem_branch.parameters())
-    task = SegmentationTask('hpcl_net', model_args={**TINY, 'fusion': 'gated'}, scheduler='none')
+    task = SegmentationTask(build_model('hpcl_net', **{**TINY, 'fusion': 'gated'}), scheduler='none')
     optimized = {id(p) for group in task.configure_optimizers()['optimizer'].param_groups for p in group['params']}
     assert optimized and not optimized & {id(p) for p in task.model.momentum.parameters()}  # type: ignore[union-attr]
 
@@ -248,7 +248,7 @@ def test_queues_and_momentum_survive_a_checkpoint_round_trip(tmp_path: Path) -> 
     sam = tmp_path / 'sam_tiny.pth'
     vit = tiny(fusion='gated').encoder.vit.state_dict()
     torch.save({f'image_encoder.{k}': v for k, v in vit.items()}, sam)
-    task = SegmentationTask('hpcl_net', model_args={**TINY, 'fusion': 'gated', 'sam_checkpoint': str(sam)})
+    task = SegmentationTask(build_model('hpcl_net', **{**TINY, 'fusion': 'gated', 'sam_checkpoint': str(sam)}))
     task.model.train()
     for step in range(2):
         task.model.training_outputs(blob_batch(step))

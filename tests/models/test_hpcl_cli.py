@@ -20,10 +20,10 @@ def tiny_args(tmp_path: Path, *extra: str) -> list[str]:
         '--data.init_args.root', str(tmp_path / 'data'),
         '--data.init_args.num_landslide', '4', '--data.init_args.num_non_landslide', '2',
         '--data.init_args.tile_size', '64', '--data.init_args.batch_size', '2',
-        '--model.init_args.model_args.dem_channels', '[8, 8, 8, 8]',
-        '--model.init_args.model_args.samples_per_class', '4',
-        '--model.init_args.model_args.queue_size', '8',
-        '--model.init_args.num_figure_tiles', '0',
+        '--model.model.dem_channels', '[8, 8, 8, 8]',
+        '--model.model.samples_per_class', '4',
+        '--model.model.queue_size', '8',
+        '--model.num_figure_tiles', '0',
         '--trainer.logger', 'false', '--trainer.callbacks', '[]', '--trainer.enable_progress_bar', 'false',
         '--trainer.default_root_dir', str(tmp_path / 'runs'),
         *extra,
@@ -34,16 +34,14 @@ def tiny_args(tmp_path: Path, *extra: str) -> list[str]:
     ('fusion', 'extra'),
     [
         ('concat', []),
-        ('gated', ['--model.init_args.model_args.hyperpixel_mode', 'superpixel',
-                   '--model.init_args.model_args.num_superpixels', '16',
-                   '--model.init_args.model_args.superpixel_resolution', '32']),
-        ('none', ['--model.init_args.model_args.contrast_source', 'decoder']),
+        ('gated', ['--model.model.hyperpixel_mode', 'superpixel',
+                   '--model.model.num_superpixels', '16',
+                   '--model.model.superpixel_resolution', '32']),
+        ('none', ['--model.model.contrast_source', 'decoder']),
     ],
 )  # fmt: skip
 def test_fit_fast_dev_run_each_fusion_mode(tmp_path: Path, fusion: str, extra: list[str]) -> None:
-    cli = main(
-        tiny_args(tmp_path, '--trainer.fast_dev_run', 'true', '--model.init_args.model_args.fusion', fusion, *extra)
-    )
+    cli = main(tiny_args(tmp_path, '--trainer.fast_dev_run', 'true', '--model.model.fusion', fusion, *extra))
     model = cli.model.model
     assert model.fusion_mode == fusion
     assert model.input_keys == (('image',) if fusion == 'none' else ('image', 'dem'))

@@ -8,19 +8,19 @@ from segment_anything.modeling import ImageEncoderViT
 from torch import nn
 
 from sam_cffnet import SAMCFFNet
-from sam_cffnet.checkpoint import CheckpointError
+from sam_cffnet.errors import CheckpointError, ConfigError
 from sam_cffnet.models import SAMEncoder, build_model, count_parameters
 from sam_cffnet.models.decoders.cffd import ASPP, PSAModule
 
 
 def tiny(**kwargs: object) -> SAMCFFNet:
-    return SAMCFFNet(**{'encoder': 'vit_tiny', 'encoder_input_size': None, **kwargs})
+    return SAMCFFNet(**{'variant': 'vit_tiny', 'input_size': None, **kwargs})
 
 
 class TestParameterCounts:
     def test_vit_l_shared_matches_reference(self) -> None:
         with torch.device('meta'):
-            model = SAMCFFNet('vit_l')
+            model = SAMCFFNet(variant='vit_l')
         counts = count_parameters(model)
         assert counts['trainable'] == 4_258_723
         # 308,278,272 frozen encoder parameters in the reference minus SAM's unused neck (852,992), never built.
@@ -28,13 +28,13 @@ class TestParameterCounts:
 
     def test_vit_l_unshared(self) -> None:
         with torch.device('meta'):
-            model = SAMCFFNet('vit_l', shared=False)
+            model = SAMCFFNet(variant='vit_l', shared=False)
         assert count_parameters(model)['trainable'] == 15_068_167
 
     @pytest.mark.parametrize(('variant', 'embed', 'blocks'), [('vit_b', 768, 12), ('vit_h', 1280, 32)])
     def test_other_sizes(self, variant: str, embed: int, blocks: int) -> None:
         with torch.device('meta'):
-            model = SAMCFFNet(variant)
+            model = SAMCFFNet(variant=variant)
         assert model.encoder.embed_dim == embed
         assert len(model.encoder.vit.blocks) == blocks
         assert not hasattr(model.encoder.vit, 'neck')
@@ -43,7 +43,7 @@ class TestParameterCounts:
 class TestForward:
     def test_reference_geometry(self) -> None:
         # encoder input 4x the tile, logits at the tile size (reference: 256 -> 1024 -> 256).
-        model = SAMCFFNet('vit_tiny', encoder_input_size=128).eval()
+        model = SAMCFFNet(variant='vit_tiny', input_size=128).eval()
         out = model(torch.rand(2, 3, 32, 32))
         assert out.shape == (2, 1, 32, 32)
 
@@ -160,10 +160,10 @@ class TestErrors:
 
     def test_bad_input_size_option(self) -> None:
         with pytest.raises(ValueError, match='multiple of 16'):
-            SAMCFFNet('vit_tiny', encoder_input_size=1000)
+            SAMCFFNet(variant='vit_tiny', input_size=1000)
 
     def test_missing_checkpoint(self, tmp_path) -> None:
-        with pytest.raises(FileNotFoundError, match=r'checkpoint not found: .*nope\.pth'):
+        with pytest.raises(FileNotFoundError, match=r'nope\.pth does not exist \(expected official SAM weights'):
             tiny(sam_checkpoint=tmp_path / 'nope.pth')
 
     def test_not_a_checkpoint(self, tmp_path) -> None:
@@ -184,7 +184,7 @@ class TestErrors:
         path = tmp_path / 'sam_vit_tiny.pth'
         torch.save({f'image_encoder.{k}': v for k, v in SAMEncoder('vit_tiny').vit.state_dict().items()}, path)
         with pytest.raises(ValueError, match=r'holds a SAM vit_tiny .* configured for vit_b'):
-            SAMEncoder('vit_b', checkpoint=path)
+            SAMEncoder('vit_b', sam_checkpoint=path)
 
     def test_pickle_code_is_refused(self, tmp_path) -> None:
         class Evil:
@@ -193,12 +193,20 @@ class TestErrors:
 
         path = tmp_path / 'evil.pth'
         torch.save({'x': Evil()}, path)
-        with pytest.raises(CheckpointError, match='weights_only=True'):
+        with pytest.raises(CheckpointError, match=r'evil\.pth is refused: .* would run code') as err:
             tiny(sam_checkpoint=path)
+        assert 'weights_only=False' not in str(err.value) and err.value.__cause__ is None  # no unsafe advice
+        random_bytes = tmp_path / 'noise.pth'
+        random_bytes.write_bytes(bytes(range(256)) * 40)
+        with pytest.raises(CheckpointError, match=r'noise\.pth is not a PyTorch checkpoint') as err:
+            tiny(sam_checkpoint=random_bytes)
+        assert 'weights_only' not in str(err.value)
 
     def test_unknown_model_argument(self) -> None:
-        with pytest.raises(TypeError, match="does not take \\['nope'\\]"):
+        with pytest.raises(ConfigError, match="does not take \\['nope'\\]"):
             build_model('sam_cffnet', nope=1)
+        with pytest.raises(ConfigError, match="does not take \\['out_indices'\\]"):  # internal, not an option
+            build_model('sam_cffnet', out_indices=[1])
 
 
 def test_official_checkpoint_loads(tmp_path) -> None:

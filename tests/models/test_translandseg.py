@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from conftest import model_flags
 from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 
 from sam_cffnet.cli import main
@@ -51,7 +51,7 @@ def _one_thread() -> Iterator[None]:
 
 
 def tiny(**kwargs: Any) -> TransLandSeg:
-    args: dict[str, Any] = {'encoder': 'vit_tiny', 'encoder_input_size': 64, **kwargs}
+    args: dict[str, Any] = {'variant': 'vit_tiny', 'input_size': 64, **kwargs}
     return TransLandSeg(**args)
 
 
@@ -71,7 +71,7 @@ def official_tiny_sam(path: Path, seed: int = 1) -> dict[str, torch.Tensor]:
 
 # ---------------------------------------------------------------------- construction and sizes
 def test_registered() -> None:
-    model = build_model('translandseg', encoder='vit_tiny', encoder_input_size=64)
+    model = build_model('translandseg', variant='vit_tiny', input_size=64)
     assert isinstance(model, TransLandSeg)
     assert isinstance(model.atl, PromptATL) and model.atl.kind == 'mlp'
     assert model.encoder.sam_normalize  # ImageNet mean/std, as the reference
@@ -81,7 +81,7 @@ def test_registered() -> None:
 @pytest.mark.parametrize('atl', list(VIT_L_TRAINABLE))
 def test_vit_l_parameter_counts(atl: str) -> None:
     with torch.device('meta'):
-        model = TransLandSeg(encoder='vit_l', atl=atl)  # type: ignore[arg-type]
+        model = TransLandSeg(variant='vit_l', atl=atl)  # type: ignore[arg-type]
     report = model.parameter_report()
     print(f'\nTransLandSeg ViT-L atl={atl}: {report}')
     assert report['trainable'] == VIT_L_TRAINABLE[atl]
@@ -140,7 +140,7 @@ def test_batch_items_are_independent() -> None:
 
 
 def test_native_size_multispectral_and_bf16() -> None:
-    model = tiny(encoder_input_size=None, in_channels=14, band_indices=[3, 2, 1]).eval()
+    model = tiny(input_size=None, in_channels=14, band_indices=[3, 2, 1]).eval()
     with torch.no_grad():
         out = model(torch.rand(1, 14, 48, 48))
         assert out.shape == (1, 1, 48, 48)
@@ -237,7 +237,7 @@ def test_checkpoint_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match='no SAM neck'):
         tiny(sam_checkpoint=path)
     with pytest.raises(ValueError, match='unknown SAM encoder'):
-        TransLandSeg(encoder='vit_s')
+        TransLandSeg(variant='vit_s')
     with pytest.raises(ValueError, match='unknown ATL'):
         tiny(atl='lora')
 
@@ -248,8 +248,8 @@ def test_slim_task_checkpoint_roundtrip(tmp_path: Path) -> None:
 
     sam = tmp_path / 'sam_vit_tiny.pth'
     official_tiny_sam(sam)
-    args = {'encoder': 'vit_tiny', 'encoder_input_size': 64, 'sam_checkpoint': str(sam)}
-    task = SegmentationTask(model='translandseg', model_args=args)
+    args = {'variant': 'vit_tiny', 'input_size': 64, 'sam_checkpoint': str(sam)}
+    task = SegmentationTask(build_model('translandseg', **args))
     with torch.no_grad():
         for p in task.model.atl.parameters():
             p.add_(0.01)
@@ -274,7 +274,7 @@ def cli_args(config: str, root: Path, tmp_path: Path, model_args: dict[str, Any]
         '--data.init_args.tile_size', '64',
         '--data.init_args.batch_size', '2',
         '--data.init_args.num_workers', '0',
-        '--model.init_args.model_args', json.dumps(model_args),
+        *model_flags(model_args),
         '--trainer.accelerator', 'cpu',
         '--trainer.devices', '1',
         '--trainer.logger', 'false',
@@ -305,7 +305,7 @@ def test_every_variant_trains_through_the_cli(
     atl: str, extra: dict[str, Any], sam_file: tuple[Path, dict[str, torch.Tensor]], demo_root: Path, tmp_path: Path
 ) -> None:
     sam, state = sam_file
-    model_args = {'encoder': 'vit_tiny', 'encoder_input_size': None, 'sam_checkpoint': str(sam), 'atl': atl, **extra}
+    model_args = {'variant': 'vit_tiny', 'input_size': None, 'sam_checkpoint': str(sam), 'atl': atl, **extra}
     demo = ['--data.init_args.num_landslide', '4', '--data.init_args.num_non_landslide', '2']
     cli = main(cli_args('translandseg_demo.yaml', demo_root, tmp_path, model_args, *demo))
     assert cli.trainer.state.finished and cli.trainer.global_step == 1
@@ -324,7 +324,7 @@ def test_recipes_run(
     dataset: str, fake_roots: dict[str, Path], sam_file: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path
 ) -> None:
     config = f'translandseg_{dataset}.yaml'
-    model_args = {'encoder': 'vit_tiny', 'encoder_input_size': None, 'sam_checkpoint': str(sam_file[0])}
+    model_args = {'variant': 'vit_tiny', 'input_size': None, 'sam_checkpoint': str(sam_file[0])}
     cli = main(cli_args(config, fake_roots[dataset], tmp_path, model_args))
     assert cli.trainer.state.finished and isinstance(cli.model.model, TransLandSeg)
 
@@ -332,18 +332,20 @@ def test_recipes_run(
 def test_recipe_values(capsys: pytest.CaptureFixture[str]) -> None:
     import yaml
 
-    from sam_cffnet.cli import resolve_config
+    from sam_cffnet.recipes import resolve_config
 
     for dataset in ('bijie', 'landslide4sense'):
         with pytest.raises(SystemExit):
             main(['fit', '--config', f'translandseg_{dataset}.yaml', '--print_config'])
         cfg = yaml.safe_load(capsys.readouterr().out)
-        init = cfg['model']['init_args']
-        assert init['model'] == 'translandseg'
-        assert init['model_args']['encoder'] == 'vit_l' and init['model_args']['encoder_input_size'] == 1024
-        assert init['model_args']['sam_normalize'] is True and init['model_args']['atl'] == 'mlp'
+        init = cfg['model']
+        model = init['model']['init_args']
+        assert init['model']['class_path'] == 'sam_cffnet.models.TransLandSeg'
+        assert model['variant'] == 'vit_l' and model['input_size'] == 1024
+        assert model['sam_normalize'] is True and model['atl'] == 'mlp'
+        assert model['attention'] == 'reference' and model['autocast'] == 'none'  # every encoder option shows
         assert (init['bce_weight'], init['dice_weight'], init['lr'], init['eta_min']) == (0.5, 0.5, 2e-4, 1e-7)
         assert init['scheduler'] == 'cosine'
         assert cfg['data']['init_args']['tile_size'] == 1024 and cfg['data']['init_args']['batch_size'] == 2
     demo = yaml.safe_load(open(resolve_config('translandseg_demo.yaml')))
-    assert demo['model']['init_args']['model_args']['encoder'] == 'vit_tiny'
+    assert demo['model']['model']['init_args']['variant'] == 'vit_tiny'

@@ -9,7 +9,7 @@ registered name     architecture                                                
 ``segformer``       SegFormer (Xie et al. 2021), MiT-B* encoder, all-MLP head        segmentation-models-pytorch
 ==================  =============================================================  ============================
 
-Every baseline takes ``in_channels`` and ``encoder_weights`` (a *local* path to ImageNet weights for the encoder, or
+Every baseline takes ``in_channels`` and ``backbone_weights`` (a *local* path to ImageNet weights for the encoder, or
 ``None`` for a random init; nothing is ever downloaded) and maps B x in_channels x H x W to B x 1 x H x W logits.
 """
 

@@ -6,12 +6,13 @@ import os
 import warnings
 from collections.abc import Mapping
 
-from segmentation_models_pytorch.encoders._utils import patch_first_conv
+import torch
 from torch import Tensor, nn
 
-from ...checkpoint import CheckpointError, load_checkpoint_file
+from ...checkpoint import WEIGHT_FILE_ARGS, load_checkpoint_file
+from ...errors import CheckpointError
 
-__all__ = ['load_encoder_weights', 'pad_to_multiple']
+__all__ = ['adapt_first_conv', 'load_backbone_weights', 'pad_to_multiple']
 
 #: key prefixes stripped when matching a file's keys to the encoder's (tried in turn, the best match wins).
 _PREFIXES = ('', 'encoder.', 'model.encoder.', 'backbone.', 'model.backbone.', 'module.', 'model.', 'state_dict.')
@@ -32,7 +33,7 @@ def _unwrap(raw: object) -> Mapping[str, Tensor]:
     return {k: v for k, v in raw.items() if isinstance(v, Tensor)}
 
 
-def load_encoder_weights(
+def load_backbone_weights(
     encoder: nn.Module, path: str | os.PathLike[str], in_channels: int = 3, min_fraction: float = 0.9
 ) -> None:
     """Load pretrained weights into a 3-band encoder, then adapt its first convolution to ``in_channels``.
@@ -53,7 +54,7 @@ def load_encoder_weights(
         FileNotFoundError: ``path`` does not exist.
         ValueError: the file does not hold weights for this encoder.
     """
-    state = _unwrap(load_checkpoint_file(path))
+    state = _unwrap(load_checkpoint_file(path, expected=WEIGHT_FILE_ARGS['backbone_weights']))
     expected = encoder.state_dict()
     best: dict[str, Tensor] = {}
     for prefix in _PREFIXES:
@@ -63,7 +64,7 @@ def load_encoder_weights(
             best = match
     if len(best) < min_fraction * len(expected):
         example = next(iter(expected), '')
-        raise ValueError(
+        raise CheckpointError(
             f"{path}: only {len(best)} of the encoder's {len(expected)} tensors were found with matching names and "
             f'shapes (expected keys like {example!r}); is it the ImageNet file for this encoder?'
         )
@@ -72,7 +73,25 @@ def load_encoder_weights(
         warnings.warn(f'{path}: {len(missing)} encoder tensors keep their random init: {missing[:3]}', stacklevel=2)
     nn.Module.load_state_dict(encoder, best, strict=False)  # smp's MiT overrides load_state_dict without strict
     if in_channels != 3:
-        patch_first_conv(encoder, in_channels, pretrained=True)
+        adapt_first_conv(encoder, in_channels)
+
+
+def adapt_first_conv(module: nn.Module, in_channels: int) -> None:
+    """Give the first 3-band convolution of ``module`` ``in_channels`` inputs, keeping its pretrained filters.
+
+    The RGB filters are cycled over the new bands and rescaled by ``3 / in_channels`` (summed for one band), so that
+    an input whose bands all look alike gives the same response (segmentation-models-pytorch's rule).
+    """
+    conv = next((m for m in module.modules() if isinstance(m, nn.Conv2d) and m.in_channels == 3), None)
+    if conv is None or in_channels == 3:
+        return
+    weight = conv.weight.detach()
+    if in_channels == 1:
+        new = weight.sum(1, keepdim=True)
+    else:
+        new = torch.stack([weight[:, i % 3] for i in range(in_channels)], dim=1) * (3 / in_channels)
+    conv.in_channels = in_channels
+    conv.weight = nn.Parameter(new.contiguous())
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:

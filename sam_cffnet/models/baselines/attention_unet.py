@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from ..base import LandslideModel
 from ..decoders.cffd import AttentionGate
 from ..registry import register_model
-from ._common import load_encoder_weights, pad_to_multiple
+from ._common import load_backbone_weights, pad_to_multiple
 
 __all__ = ['AttentionUNet']
 
@@ -81,14 +81,14 @@ class AttentionUNet(LandslideModel):
     Args:
         in_channels: input bands.
         base_channels: width of the first level (64 in the paper; e.g. 8 for tests).
-        encoder_weights: optional local path to weights for the contracting path (``encoder.*`` keys of a previous
+        backbone_weights: optional local path to weights for the contracting path (``encoder.*`` keys of a previous
             run, or a bare state dict of it); there are no standard ImageNet weights for this network.
 
     Shapes: B x in_channels x H x W -> B x 1 x H x W logits (inputs are padded to a multiple of 16 internally).
     """
 
     def __init__(
-        self, in_channels: int = 3, base_channels: int = 64, encoder_weights: str | os.PathLike[str] | None = None
+        self, in_channels: int = 3, base_channels: int = 64, backbone_weights: str | os.PathLike[str] | None = None
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
@@ -96,8 +96,8 @@ class AttentionUNet(LandslideModel):
         self.encoder = UNetEncoder(in_channels, widths)
         self.decoder = nn.ModuleList(UpStage(c) for c in reversed(widths[:-1]))
         self.head = nn.Conv2d(base_channels, 1, 1)
-        if encoder_weights is not None:
-            load_encoder_weights(self.encoder, encoder_weights, in_channels=3, min_fraction=1.0)
+        if backbone_weights is not None:
+            load_backbone_weights(self.encoder, backbone_weights, in_channels=3, min_fraction=1.0)
 
     def forward(self, image: Tensor) -> Tensor:
         """B x in_channels x H x W -> B x 1 x H x W logits."""

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from ..base import LandslideModel
 from ..decoders.psp import PooledBatchNorm2d
 from ..registry import register_model
-from ._common import load_encoder_weights, pad_to_multiple
+from ._common import load_backbone_weights, pad_to_multiple
 
 __all__ = ['DeepLabV3Plus']
 
@@ -40,8 +40,8 @@ class DeepLabV3Plus(LandslideModel):
 
     Args:
         in_channels: input bands.
-        encoder: smp encoder name (default ``'resnet101'`` as in the code the authors cite; ``'resnet18'`` for tests).
-        encoder_weights: local path to ImageNet weights for the encoder (torchvision/timm/smp ResNet files), or
+        backbone: smp encoder name (default ``'resnet101'`` as in the code the authors cite; ``'resnet18'`` for tests).
+        backbone_weights: local path to ImageNet weights for the encoder (torchvision/timm/smp ResNet files), or
             ``None`` for a random init. Never downloaded.
         output_stride: encoder output stride, 16 (default) or 8.
         decoder_channels: ASPP/decoder width (256).
@@ -54,8 +54,8 @@ class DeepLabV3Plus(LandslideModel):
     def __init__(
         self,
         in_channels: int = 3,
-        encoder: str = 'resnet101',
-        encoder_weights: str | os.PathLike[str] | None = None,
+        backbone: str = 'resnet101',
+        backbone_weights: str | os.PathLike[str] | None = None,
         output_stride: int = 16,
         decoder_channels: int = 256,
         atrous_rates: tuple[int, int, int] = (6, 12, 18),
@@ -64,17 +64,17 @@ class DeepLabV3Plus(LandslideModel):
         super().__init__()
         self.in_channels = in_channels
         self.net = smp.DeepLabV3Plus(
-            encoder_name=encoder,
+            encoder_name=backbone,
             encoder_weights=None,
             encoder_output_stride=output_stride,
             decoder_channels=decoder_channels,
             decoder_atrous_rates=tuple(atrous_rates),
             decoder_aspp_separable=separable,
-            in_channels=3 if encoder_weights is not None else in_channels,
+            in_channels=3 if backbone_weights is not None else in_channels,
             classes=1,
         )
-        if encoder_weights is not None:
-            load_encoder_weights(self.net.encoder, encoder_weights, in_channels)
+        if backbone_weights is not None:
+            load_backbone_weights(self.net.encoder, backbone_weights, in_channels)
         _batch_one_safe_pooling(self.net)
 
     def forward(self, image: Tensor) -> Tensor:

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...errors import ConfigError
 from ..base import LandslideModel
 from ..registry import register_model
-from ._common import load_encoder_weights, pad_to_multiple
+from ._common import load_backbone_weights, pad_to_multiple
 
 __all__ = ['HRNet', 'HRNetHead']
 
@@ -55,31 +56,31 @@ class HRNet(LandslideModel):
 
     Args:
         in_channels: input bands.
-        encoder: a timm HRNet: ``'hrnet_w48'`` (default, HRNetV2-W48), ``'hrnet_w18'``, ``'hrnet_w18_small_v2'``,
+        backbone: a timm HRNet: ``'hrnet_w48'`` (default, HRNetV2-W48), ``'hrnet_w18'``, ``'hrnet_w18_small_v2'``,
             ``'hrnet_w18_small'`` (tests), ...
-        encoder_weights: local path to timm's ImageNet weights for that HRNet, or ``None``. Never downloaded.
+        backbone_weights: local path to timm's ImageNet weights for that HRNet, or ``None``. Never downloaded.
 
     Shapes: B x in_channels x H x W -> B x 1 x H x W logits (predicted at 1/4, upsampled bilinearly; inputs are
     padded to a multiple of 32 internally).
     """
 
     def __init__(
-        self, in_channels: int = 3, encoder: str = 'hrnet_w48', encoder_weights: str | os.PathLike[str] | None = None
+        self, in_channels: int = 3, backbone: str = 'hrnet_w48', backbone_weights: str | os.PathLike[str] | None = None
     ) -> None:
         super().__init__()
-        if not encoder.startswith('hrnet'):
-            raise ValueError(f"expected a timm HRNet ('hrnet_w18', 'hrnet_w48', ...), got {encoder!r}")
+        if not backbone.startswith('hrnet'):
+            raise ConfigError(f"expected a timm HRNet ('hrnet_w18', 'hrnet_w48', ...), got {backbone!r}")
         self.in_channels = in_channels
         self.encoder = timm.create_model(
-            encoder,
+            backbone,
             pretrained=False,
             features_only=True,
             feature_location='',
             out_indices=(1, 2, 3, 4),
-            in_chans=3 if encoder_weights is not None else in_channels,
+            in_chans=3 if backbone_weights is not None else in_channels,
         )
-        if encoder_weights is not None:
-            load_encoder_weights(self.encoder, encoder_weights, in_channels)
+        if backbone_weights is not None:
+            load_backbone_weights(self.encoder, backbone_weights, in_channels)
         self.decoder = HRNetHead(self.encoder.feature_info.channels(), 1)
 
     def forward(self, image: Tensor) -> Tensor:

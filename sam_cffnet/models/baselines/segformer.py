@@ -10,9 +10,10 @@ import os
 import segmentation_models_pytorch as smp
 from torch import Tensor
 
+from ...errors import ConfigError
 from ..base import LandslideModel
 from ..registry import register_model
-from ._common import load_encoder_weights, pad_to_multiple
+from ._common import load_backbone_weights, pad_to_multiple
 
 __all__ = ['SegFormer']
 
@@ -26,8 +27,8 @@ class SegFormer(LandslideModel):
 
     Args:
         in_channels: input bands.
-        encoder: ``'mit_b0'`` .. ``'mit_b5'`` (default ``'mit_b2'``; the paper does not say which it used).
-        encoder_weights: local path to the ImageNet MiT weights (NVlabs ``mit_b*.pth`` or smp's), or ``None``.
+        backbone: ``'mit_b0'`` .. ``'mit_b5'`` (default ``'mit_b2'``; the paper does not say which it used).
+        backbone_weights: local path to the ImageNet MiT weights (NVlabs ``mit_b*.pth`` or smp's), or ``None``.
         decoder_channels: all-MLP decoder width; ``None`` = the SegFormer paper's (256 for B0/B1, 768 otherwise).
 
     Shapes: B x in_channels x H x W -> B x 1 x H x W logits (the head predicts at 1/4 and upsamples bilinearly;
@@ -37,23 +38,23 @@ class SegFormer(LandslideModel):
     def __init__(
         self,
         in_channels: int = 3,
-        encoder: str = 'mit_b2',
-        encoder_weights: str | os.PathLike[str] | None = None,
+        backbone: str = 'mit_b2',
+        backbone_weights: str | os.PathLike[str] | None = None,
         decoder_channels: int | None = None,
     ) -> None:
         super().__init__()
-        if not encoder.startswith('mit_b'):
-            raise ValueError(f"SegFormer takes a Mix Transformer encoder 'mit_b0' .. 'mit_b5', got {encoder!r}")
+        if not backbone.startswith('mit_b'):
+            raise ConfigError(f"SegFormer takes a Mix Transformer encoder 'mit_b0' .. 'mit_b5', got {backbone!r}")
         self.in_channels = in_channels
         self.net = smp.Segformer(
-            encoder_name=encoder,
+            encoder_name=backbone,
             encoder_weights=None,
-            decoder_segmentation_channels=decoder_channels or DECODER_WIDTH.get(encoder, 256),
-            in_channels=3 if encoder_weights is not None else in_channels,
+            decoder_segmentation_channels=decoder_channels or DECODER_WIDTH.get(backbone, 256),
+            in_channels=3 if backbone_weights is not None else in_channels,
             classes=1,
         )
-        if encoder_weights is not None:
-            load_encoder_weights(self.net.encoder, encoder_weights, in_channels)
+        if backbone_weights is not None:
+            load_backbone_weights(self.net.encoder, backbone_weights, in_channels)
 
     def forward(self, image: Tensor) -> Tensor:
         """B x in_channels x H x W -> B x 1 x H x W logits."""

@@ -37,7 +37,7 @@ from segment_anything.modeling.common import LayerNorm2d
 from segment_anything.modeling.prompt_encoder import PositionEmbeddingRandom
 from torch import Tensor, nn
 
-from ...checkpoint import load_checkpoint_file
+from ...checkpoint import WEIGHT_FILE_ARGS, load_checkpoint_file
 
 __all__ = [
     'PROMPT_EMBEDDING_KEYS',
@@ -60,7 +60,7 @@ def _read_state(source: str | os.PathLike[str] | Mapping[str, Tensor]) -> tuple[
         state = dict(source)
         name = 'state dict'
     else:
-        raw = load_checkpoint_file(source)
+        raw = load_checkpoint_file(source, expected=WEIGHT_FILE_ARGS['sam_checkpoint'])
         state = raw.get('state_dict', raw) if isinstance(raw, dict) else {}
         name = os.fspath(source)
     if not isinstance(state, dict):

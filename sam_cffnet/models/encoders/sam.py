@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from segment_anything.modeling import ImageEncoderViT
 from torch import Tensor, nn
 
-from ...checkpoint import load_checkpoint_file
+from ...checkpoint import WEIGHT_FILE_ARGS, load_checkpoint_file
+from ...errors import CheckpointError, ConfigError, DataError
 from .attention import configure_encoder_speed
 
 __all__ = [
@@ -151,17 +152,17 @@ class BandAdapter(nn.Module):
     ) -> None:
         super().__init__()
         if mode not in ('select', 'project'):
-            raise ValueError(f"band_adapter must be 'select' or 'project', got {mode!r}")
+            raise ConfigError(f"band_adapter must be 'select' or 'project', got {mode!r}")
         if band_indices is not None:
             band_indices = [int(i) for i in band_indices]
             if len(band_indices) != 3 or not all(0 <= i < in_channels for i in band_indices):
-                raise ValueError(
+                raise ConfigError(
                     f'band_indices must be 3 indices in [0, {in_channels - 1}] (R, G, B) for a {in_channels}-band '
                     f'input, got {band_indices}'
                 )
         if mode == 'select' and band_indices is None:
             if in_channels < 3:
-                raise ValueError(f"a {in_channels}-band input needs band_adapter='project' (SAM takes 3 bands)")
+                raise ConfigError(f"a {in_channels}-band input needs band_adapter='project' (SAM takes 3 bands)")
             band_indices = [0, 1, 2]
         self.in_channels = in_channels
         self.mode = mode
@@ -217,58 +218,76 @@ def describe_encoder_weights(weights: dict[str, Tensor]) -> str:
 class SAMEncoder(nn.Module):
     """Frozen SAM image encoder returning the feature maps after the global-attention blocks.
 
+    Its constructor arguments are the **encoder options of every SAM-based model** of the package: SAM-CFFNet, the
+    decoder ablations, TransLandSeg and HPCL-Net forward their ``**encoder_args`` here unchanged (as timm models
+    forward ``**kwargs`` to their builder), so an option added here reaches every model, its config and
+    ``--help``/``--print_config``.
+
     Args:
-        variant: one of :data:`SAM_VARIANTS` (``'vit_b'``, ``'vit_l'``, ``'vit_h'``, ``'vit_tiny'``).
-        checkpoint: path to an official SAM checkpoint, a SAM-CFFNet reference checkpoint or one of ours, from
-            which the encoder weights are read; ``None`` keeps random weights (tests and the demo only).
+        variant: SAM size, one of :data:`SAM_VARIANTS` (``'vit_b'``, ``'vit_l'``, ``'vit_h'``, ``'vit_tiny'``).
+        sam_checkpoint: the weights: an official SAM checkpoint (``sam_vit_l_0b3195.pth``), a SAM-CFFNet reference
+            checkpoint or one of ours; ``None`` keeps random weights (tests and the demo only).
         input_size: side S of the square encoder input; the image is resized bilinearly to S x S
             (reference: 1024). ``None`` keeps the input's own size (which must be a multiple of 16); the
             absolute position embedding is then interpolated to the token grid.
-        sam_normalize: apply SAM's pixel mean/std to a [0, 1] input (reference: off).
-        in_channels: bands of the input image.
+        sam_normalize: apply SAM's pixel mean/std to a [0, 1] input (SAM-CFFNet reference: off).
+        in_channels: bands of the input image (linked from the datamodule by the CLI).
         band_adapter: ``'select'`` or ``'project'``, see :class:`BandAdapter`.
         band_indices: the 3 bands used as RGB.
-        out_indices: blocks whose outputs are returned (default: the global-attention blocks).
-        injector: optional trainable :class:`BlockInjector` acting on the tokens (e.g. TransLandSeg's ATL).
         attention: ``'reference'`` (segment_anything's attention) or ``'sdpa'`` (same result, memory-efficient);
             see :mod:`.attention`.
         autocast: ``'none'`` (fp32) or ``'bf16'`` (bf16 autocast of the ViT; float32 features out).
         channels_last: channels-last patch embedding.
+        out_indices: blocks whose outputs are returned (default: the global-attention blocks; negative indices
+            count from the last block). Set by the model, not an option.
+        injector: optional trainable :class:`BlockInjector` acting on the tokens (e.g. TransLandSeg's ATL); set by
+            the model, not an option.
 
     Shapes:
         input B x in_channels x H x W, floats (reference: [0, 1]); output :class:`EncoderOutput` with
         ``len(out_indices)`` maps of B x C x S/16 x S/16.
     """
 
+    #: constructor arguments set by the models themselves, not user options
+    internal_arguments = ('out_indices', 'injector')
+
     def __init__(
         self,
-        variant: str = 'vit_l',
-        checkpoint: str | os.PathLike[str] | None = None,
+        variant: Literal['vit_b', 'vit_l', 'vit_h', 'vit_tiny'] = 'vit_l',
+        sam_checkpoint: str | None = None,
         input_size: int | None = 1024,
         sam_normalize: bool = False,
         in_channels: int = 3,
         band_adapter: Literal['select', 'project'] = 'select',
-        band_indices: Sequence[int] | None = None,
-        out_indices: Sequence[int] | None = None,
-        injector: BlockInjector | None = None,
+        band_indices: list[int] | None = None,
         attention: Literal['reference', 'sdpa'] = 'reference',
         autocast: Literal['none', 'bf16'] = 'none',
         channels_last: bool = False,
+        out_indices: Sequence[int] | None = None,
+        injector: BlockInjector | None = None,
     ) -> None:
         super().__init__()
+        #: the option values (everything but ``out_indices`` and ``injector``), for configs and cache keys
+        self.options = {
+            'variant': variant, 'sam_checkpoint': None if sam_checkpoint is None else os.fspath(sam_checkpoint),
+            'input_size': input_size, 'sam_normalize': sam_normalize, 'in_channels': in_channels,
+            'band_adapter': band_adapter, 'band_indices': None if band_indices is None else list(band_indices),
+            'attention': attention, 'autocast': autocast, 'channels_last': channels_last,
+        }  # fmt: skip
         if variant not in SAM_VARIANTS:
-            raise ValueError(f'unknown SAM encoder {variant!r}; choose one of {sorted(SAM_VARIANTS)}')
+            raise ConfigError(f'unknown SAM encoder {variant!r}; choose one of {sorted(SAM_VARIANTS)}')
         if input_size is not None and (input_size <= 0 or input_size % PATCH_SIZE):
-            raise ValueError(f'input_size must be a positive multiple of {PATCH_SIZE} (or None), got {input_size}')
+            raise ConfigError(f'input_size must be a positive multiple of {PATCH_SIZE} (or None), got {input_size}')
         spec = SAM_VARIANTS[variant]
         self.variant = variant
         self.spec = spec
         self.input_size = input_size
         self.sam_normalize = sam_normalize
         self.in_channels = in_channels
-        self.out_indices = tuple(out_indices) if out_indices is not None else spec.global_attn_indexes
+        taps = tuple(out_indices) if out_indices is not None else spec.global_attn_indexes
+        self.out_indices = tuple(i + spec.depth if i < 0 else i for i in taps)
         if not self.out_indices or max(self.out_indices) >= spec.depth or min(self.out_indices) < 0:
-            raise ValueError(f'out_indices must be block indices in [0, {spec.depth - 1}], got {self.out_indices}')
+            raise ConfigError(f'out_indices must be block indices in [0, {spec.depth - 1}], got {taps}')
         self.embed_dim = spec.embed_dim
         self.band_adapter = BandAdapter(in_channels, band_adapter, band_indices)
 
@@ -295,14 +314,18 @@ class SAMEncoder(nn.Module):
         self.vit = vit
         self.register_buffer('pixel_mean', torch.tensor(SAM_PIXEL_MEAN).view(1, 3, 1, 1) / 255.0, persistent=False)
         self.register_buffer('pixel_std', torch.tensor(SAM_PIXEL_STD).view(1, 3, 1, 1) / 255.0, persistent=False)
-        self.checkpoint_path = os.fspath(checkpoint) if checkpoint is not None else None
-        if checkpoint is not None:
-            self.load_weights(checkpoint)
+        self.checkpoint_path = os.fspath(sam_checkpoint) if sam_checkpoint is not None else None
+        if sam_checkpoint is not None:
+            self.load_weights(sam_checkpoint)
         for p in self.vit.parameters():
             p.requires_grad_(False)
         self.vit.eval()
         self.injector = injector
         configure_encoder_speed(self, attention, autocast, channels_last)
+
+    def set_injector(self, injector: BlockInjector | None) -> None:
+        """Attach a trainable :class:`BlockInjector` (e.g. TransLandSeg's ATL, built once the size is known)."""
+        self.injector = injector
 
     # ------------------------------------------------------------------ weights
     def load_weights(self, path: str | os.PathLike[str]) -> None:
@@ -312,11 +335,11 @@ class SAMEncoder(nn.Module):
             FileNotFoundError: ``path`` does not exist.
             ValueError: the file is not a checkpoint, holds no SAM image encoder, or holds another SAM size.
         """
-        raw = load_checkpoint_file(path)
+        raw = load_checkpoint_file(path, expected=WEIGHT_FILE_ARGS['sam_checkpoint'])
         state = raw.get('state_dict', raw) if isinstance(raw, dict) else raw
         weights = sam_checkpoint_filter(state) if isinstance(state, dict) else {}
         if not weights:
-            raise ValueError(
+            raise CheckpointError(
                 f'{path}: no SAM image encoder found (expected keys like image_encoder.patch_embed.proj.weight, as in '
                 f'the official {self.spec.checkpoint_name or "sam_vit_*.pth"} files)'
             )
@@ -324,7 +347,7 @@ class SAMEncoder(nn.Module):
         got_embed = weights['patch_embed.proj.weight'].shape[0]
         got_depth = len({k.split('.')[1] for k in weights if k.startswith('blocks.')})
         if got_embed != self.spec.embed_dim or got_depth < len(self.vit.blocks):
-            raise ValueError(
+            raise CheckpointError(
                 f'{path} holds a SAM {describe_encoder_weights(weights)} image encoder, but the model is configured '
                 f'for {self.variant} (embed_dim {self.spec.embed_dim}, {self.spec.depth} blocks); '
                 f'set the encoder to the size of the checkpoint or use the matching checkpoint'
@@ -332,10 +355,10 @@ class SAMEncoder(nn.Module):
         weights = {k: v for k, v in weights.items() if k in expected}
         missing = sorted(set(expected) - set(weights))
         if missing:
-            raise ValueError(f'{path}: SAM image encoder weights are incomplete, missing {missing[:5]}')
+            raise CheckpointError(f'{path}: SAM image encoder weights are incomplete, missing {missing[:5]}')
         for k, v in weights.items():
             if v.shape != expected[k].shape:
-                raise ValueError(f'{path}: {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}')
+                raise CheckpointError(f'{path}: {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}')
         self.vit.load_state_dict(weights, strict=True)
         self.checkpoint_path = os.fspath(path)
 
@@ -362,19 +385,19 @@ class SAMEncoder(nn.Module):
     def check_input(self, x: Tensor) -> None:
         """Raise a clear error for an input the encoder cannot take."""
         if x.ndim != 4:
-            raise ValueError(f'expected an image batch B x C x H x W, got shape {tuple(x.shape)}')
+            raise DataError(f'expected an image batch B x C x H x W, got shape {tuple(x.shape)}')
         if x.shape[1] != self.in_channels:
-            raise ValueError(
+            raise DataError(
                 f'the model takes {self.in_channels}-band images, got {x.shape[1]} bands (shape {tuple(x.shape)}); '
                 f'set in_channels (and band_indices) to match the data'
             )
         if self.input_size is None and (x.shape[-2] % PATCH_SIZE or x.shape[-1] % PATCH_SIZE):
-            raise ValueError(
+            raise DataError(
                 f'with input_size=None the image side must be a multiple of {PATCH_SIZE}, got {tuple(x.shape[-2:])}; '
                 f'use tiles of a multiple of {PATCH_SIZE} px or set input_size (e.g. 1024)'
             )
         if min(x.shape[-2:]) < PATCH_SIZE and self.input_size is None:
-            raise ValueError(f'image {tuple(x.shape[-2:])} is smaller than one {PATCH_SIZE} px patch')
+            raise DataError(f'image {tuple(x.shape[-2:])} is smaller than one {PATCH_SIZE} px patch')
 
     def prepare(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Band adaptation and resize.
@@ -436,6 +459,36 @@ class SAMEncoder(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and self._vit_needs_grad()):
             feats = self.forward_features(enc)
         return EncoderOutput(features=feats, image=image)
+
+    def output_from_features(self, x: Tensor, features: Sequence[Tensor]) -> EncoderOutput:
+        """What ``self(x)`` returns, with the ViT replaced by precomputed features (e.g. a feature cache).
+
+        Only the cheap input preparation runs (band selection, resize to the encoder size), for the decoder's
+        shallow branch.
+
+        Args:
+            x: B x in_channels x H x W, the tile as the datamodule delivers it.
+            features: one B x C x h x w tensor per tapped block (any float dtype; cast to the image's dtype).
+
+        Returns:
+            :class:`EncoderOutput`.
+
+        Raises:
+            DataError: trainable encoder parts, or features of the wrong number/shape.
+        """
+        if self.has_trainable_parameters:
+            raise DataError('cached features cannot be used with a trainable band projection or block injector')
+        prepared, _ = self.prepare(x)
+        expected = (x.shape[0], self.embed_dim, *self.feature_grid(x.shape[-2], x.shape[-1]))
+        if len(features) != len(self.out_indices):
+            raise DataError(f'got {len(features)} feature levels, the encoder taps {len(self.out_indices)} blocks')
+        for i, f in enumerate(features):
+            if tuple(f.shape) != expected:
+                raise DataError(
+                    f'cached feature level {i} has shape {tuple(f.shape)}, the encoder produces {expected}: the cache '
+                    f'was made for another encoder or input size'
+                )
+        return EncoderOutput(features=[f.to(prepared.dtype) for f in features], image=prepared)
 
     def _vit_needs_grad(self) -> bool:
         if self.injector is not None and any(p.requires_grad for p in self.injector.parameters()):

@@ -22,7 +22,6 @@ term returned by :meth:`HPCLNet.training_outputs`).
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -33,7 +32,7 @@ from torch import Tensor, nn
 from ..base import count_parameters
 from ..decoders.cffd import CFFD
 from ..registry import register_model
-from ..sam_cffnet import SAMSegmenter, build_sam_encoder
+from ..sam_segmenter import SAMSegmenter
 from .contrastive import ClassQueues, ema_update, hyperpixel_infonce
 from .dem_branch import DEMBranch
 from .fusion import FUSION_MODES, FusionMode, build_fusion
@@ -53,14 +52,6 @@ class HPCLNet(SAMSegmenter):
     Optical encoder and decoder (as :class:`~sam_cffnet.models.SAMCFFNet`):
 
     Args:
-        encoder: SAM size (``'vit_b'``, ``'vit_l'``, ``'vit_h'``, ``'vit_tiny'``).
-        sam_checkpoint: SAM checkpoint for the frozen encoder (``None``: random, tests/demo only).
-        encoder_input_size: encoder input side (1024 as SAM-CFFNet; ``None``: the tile's own size).
-        sam_normalize: SAM pixel normalization of the [0, 1] optical input.
-        in_channels: optical bands (linked from the datamodule).
-        band_adapter: ``'select'`` or ``'project'`` (multispectral input).
-        band_indices: the bands used as R, G, B.
-        attention, autocast, channels_last: the encoder speed switches, as :class:`SAMCFFNet`.
         shared: CFFD weight sharing.
         decoder_channels: CFFD width.
 
@@ -105,22 +96,20 @@ class HPCLNet(SAMSegmenter):
         min_purity: hyper-pixels less pure than this are not sampled.
         boundary_width: boundary band half-width in tile pixels (``None``: one hyper-pixel).
 
+    Optical encoder:
+
+    Args:
+        **encoder_args: the frozen SAM encoder's options (:class:`~sam_cffnet.models.encoders.sam.SAMEncoder`:
+            ``variant``, ``sam_checkpoint``, ``input_size``, ``sam_normalize``, ``in_channels`` (optical bands,
+            linked from the datamodule), ``band_adapter``, ``band_indices``, ``attention``, ``autocast``,
+            ``channels_last``), as :class:`~sam_cffnet.models.SAMCFFNet`.
+
     Shapes:
         ``forward(image B x in_channels x H x W, dem B x dem_in_channels x H x W)`` -> logits B x 1 x H x W.
     """
 
     def __init__(
         self,
-        encoder: str = 'vit_l',
-        sam_checkpoint: str | os.PathLike[str] | None = None,
-        encoder_input_size: int | None = 1024,
-        sam_normalize: bool = False,
-        in_channels: int = 3,
-        band_adapter: Literal['select', 'project'] = 'select',
-        band_indices: Sequence[int] | None = None,
-        attention: Literal['reference', 'sdpa'] = 'reference',
-        autocast: Literal['none', 'bf16'] = 'none',
-        channels_last: bool = False,
         shared: bool = True,
         decoder_channels: int = 256,
         fusion: FusionMode = 'gated',
@@ -152,12 +141,11 @@ class HPCLNet(SAMSegmenter):
         label_threshold: float = 0.5,
         min_purity: float = 0.75,
         boundary_width: int | None = None,
+        **encoder_args: Any,
     ) -> None:
-        enc = build_sam_encoder(
-            encoder, sam_checkpoint, encoder_input_size, sam_normalize, in_channels, band_adapter, band_indices,
-            attention, autocast, channels_last,
-        )  # fmt: skip
-        super().__init__(enc, CFFD(enc.embed_dim, decoder_channels, 64, shared))
+        super().__init__(**encoder_args)
+        enc = self.encoder
+        self.decoder = CFFD(enc.embed_dim, decoder_channels, 64, shared)
         if fusion not in FUSION_MODES:
             raise ValueError(f'fusion must be one of {FUSION_MODES}, got {fusion!r}')
         num_levels = len(enc.out_indices)

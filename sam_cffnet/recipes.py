@@ -1,0 +1,37 @@
+"""The recipes shipped with the package (``sam_cffnet/configs/*.yaml``): list them and resolve a bare name.
+
+``--config bijie.yaml`` works after ``pip install`` without a checkout: a name that is not an existing path is looked
+up among the shipped recipes (with or without ``.yaml`` and a leading ``configs/``).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+__all__ = ['resolve_config', 'shipped_config_dir', 'shipped_configs']
+
+
+def shipped_config_dir() -> Path:
+    """The folder of recipes shipped inside the package (the repository's ``configs/`` links to it)."""
+    return Path(str(resources.files('sam_cffnet') / 'configs'))
+
+
+def shipped_configs() -> list[str]:
+    """Names of the shipped recipes, relative to :func:`shipped_config_dir`."""
+    root = shipped_config_dir()
+    return sorted(str(p.relative_to(root)) for p in root.rglob('*.yaml'))
+
+
+def resolve_config(name: str) -> str:
+    """A config path: ``name`` itself if it exists, else the shipped recipe of that name (with or without
+    ``.yaml`` / a leading ``configs/``), else ``name`` unchanged (the parser then reports it missing)."""
+    if Path(name).exists():
+        return name
+    root = shipped_config_dir()
+    stem = name[len('configs/') :] if name.startswith('configs/') else name
+    for candidate in (stem, f'{stem}.yaml'):
+        path = root / candidate
+        if path.is_file():
+            return str(path)
+    return name
