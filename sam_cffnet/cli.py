@@ -27,7 +27,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from .callbacks import LastCheckpoint, PredictionWriter
 from .checkpoint import WEIGHT_FILE_ARGS
-from .errors import ConfigError, MissingFileError, SAMCFFNetError
+from .errors import ConfigError, MissingFileError, OutputExistsError, SAMCFFNetError
 from .recipes import resolve_config, shipped_config_dir, shipped_configs
 from .tasks.segmentation import SegmentationTask
 
@@ -101,38 +101,39 @@ def _latest_version(save_dir: Path, name: str) -> int | None:
 
 
 def resolve_last_checkpoint(cfg: Any) -> str | None:
-    """``fit --ckpt_path last``: the newest ``last.ckpt`` (or SLURM ``hpc_ckpt_*.ckpt``) of this config's runs.
+    """``fit --ckpt_path last``: the newest ``last.ckpt`` of this config's runs (end of the last completed epoch).
 
     The loggers of ``cfg`` are pinned to the version that holds it, so the resumed run writes its logs and
-    checkpoints into the same folders. Returns ``None`` (a fresh start) when there is none.
+    checkpoints into the same folders. Returns ``None`` (a fresh start) when there is none. Lightning's mid-epoch
+    SLURM ``hpc_ckpt_*.ckpt`` files are not used: resuming at an epoch boundary is exact (same weights as an
+    uninterrupted run), and at most the current epoch is lost.
     """
     trainer = cfg.get('trainer') or {}
     root = Path(trainer.get('default_root_dir') or os.getcwd())
     loggers = trainer.get('logger')
-    loggers = loggers if isinstance(loggers, list) else ([loggers] if isinstance(loggers, dict) else [])
-    explicit = ((cfg.get('checkpoint') or {}).get('dirpath')) or None
+    loggers = list(loggers) if isinstance(loggers, list) else ([loggers] if hasattr(loggers, 'get') else [])
+    loggers = [lg for lg in loggers if hasattr(lg, 'get') and hasattr(lg.get('init_args'), 'get')]
+    explicit = (cfg.get('checkpoint') or {}).get('dirpath') or (cfg.get('last_checkpoint') or {}).get('dirpath')
     candidates: list[tuple[float, Path, int | None]] = []
     if explicit:
         candidates += [(p.stat().st_mtime, p, None) for p in [Path(explicit) / 'last.ckpt'] if p.is_file()]
-    elif loggers and isinstance(loggers[0].get('init_args'), dict):
+    elif loggers:
         args = loggers[0]['init_args']
         save_dir, name = Path(args.get('save_dir') or root), str(args.get('name') or 'lightning_logs')
         for path in (save_dir / name).glob('version_*/checkpoints/last.ckpt'):
             candidates.append((path.stat().st_mtime, path, int(path.parent.parent.name.split('_')[1])))
     else:
         candidates += [(p.stat().st_mtime, p, None) for p in [root / 'checkpoints' / 'last.ckpt'] if p.is_file()]
-    candidates += [(p.stat().st_mtime, p, None) for p in root.glob('hpc_ckpt_*.ckpt')]
     if not candidates:
         return None
     _, path, version = max(candidates, key=lambda c: c[0])
     if version is not None:
-        for logger in loggers:
-            init = logger.get('init_args')
-            if isinstance(init, dict):
-                save_dir, name = Path(init.get('save_dir') or root), str(init.get('name') or 'lightning_logs')
-                own = version if logger is loggers[0] else _latest_version(save_dir, name)
-                if own is not None:
-                    init['version'] = own
+        for i, logger in enumerate(loggers):
+            init = logger['init_args']
+            save_dir, name = Path(init.get('save_dir') or root), str(init.get('name') or 'lightning_logs')
+            own = version if i == 0 else _latest_version(save_dir, name)
+            if own is not None:
+                init['version'] = own
     return str(path)
 
 
@@ -148,13 +149,28 @@ class SAMCFFNetCLI(LightningCLI):
     """
 
     def before_instantiate_classes(self) -> None:
-        """Fail fast on paths that do not exist; resolve ``fit --ckpt_path last``."""
+        """Fail fast, before anything is built, on paths that do not exist and outputs that would be replaced;
+        resolve ``fit --ckpt_path last``."""
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         check_config_paths(cfg)
+        if self.subcommand == 'predict':
+            writer = cfg.get('prediction_writer') or {}
+            out = (
+                writer.get('output_dir')
+                or Path((cfg.get('trainer') or {}).get('default_root_dir') or '.') / 'predictions'
+            )
+            if not writer.get('overwrite') and any(Path(out).glob('tile_*.png')):
+                raise OutputExistsError(
+                    f'{out} already holds predictions; choose another --prediction_writer.output_dir or pass '
+                    f'--prediction_writer.overwrite true'
+                )
         if self.subcommand == 'fit' and cfg.get('ckpt_path') == 'last':
             found = resolve_last_checkpoint(cfg)
             cfg['ckpt_path'] = found
             rank_zero_info(f'resuming from {found}' if found else 'ckpt_path=last: no checkpoint yet, starting afresh')
+            if found:  # the run folder already holds config.yaml: keep it, write this run's config beside it
+                count = len(list(Path(found).parent.parent.glob('config*.yaml')))
+                self.save_config_kwargs = {**self.save_config_kwargs, 'config_filename': f'config.resume{count}.yaml'}
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.link_arguments('data.num_channels', f'{MODEL_ARGS_KEY}.in_channels', apply_on='instantiate')
@@ -262,7 +278,6 @@ def _cmd_export(argv: list[str]) -> int:
     parser.add_argument('output', help='the file to write')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing output file')
     args = parser.parse_args(argv)
-    from .errors import OutputExistsError
     from .tasks.segmentation import export_checkpoint
 
     if Path(args.output).exists() and not args.overwrite:  # before loading anything
@@ -348,6 +363,7 @@ TOOLS: dict[str, tuple[str, str]] = {
         'map landslides over a whole scene (GeoTIFF/PNG) -> georeferenced COG + polygons',
         'sam_cffnet.inference.cli:main',
     ),
+    'reproduce': ("train and test the paper's recipes, authors' protocol -> table", 'sam_cffnet.reproduce:main'),
 }
 
 

@@ -256,6 +256,7 @@ def test_ddp_two_processes_match_single_process(fake_roots: dict[str, Path], tmp
             cmd += ['--trainer.strategy', 'ddp']
         proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
+        assert 'sync_dist' not in proc.stderr  # the metrics are synchronised: Lightning must not warn about them
         results[devices] = json.loads(out.read_text())
     assert results['1'].keys() == results['2'].keys()
     for key in ('val_landslide_iou', 'val_miou', 'val_macro_f1', 'val_overall_accuracy'):
@@ -279,3 +280,45 @@ def test_null_on_the_command_line_means_none(fake_roots: dict[str, Path], tmp_pa
     args += ['--model.model.sam_checkpoint', 'checkpoints/sam_vit_l_0b3195.pth', '--model.model.sam_checkpoint', 'null']
     cli = main(['fit', *args])
     assert cli.model.model.encoder.checkpoint_path is None
+
+
+def test_mistakes_are_refused_before_any_work(fake_roots: dict[str, Path], tmp_path: Path) -> None:
+    """A mistyped recipe points to the list of recipes without 70 lines of usage; abbreviated options are refused; an
+    existing prediction folder is refused before the model is built (no logger folder left behind)."""
+    env = {k: v for k, v in os.environ.items() if k != 'SAM_CFFNET_TRACEBACK'}
+    run = subprocess.run([sys.executable, '-m', 'sam_cffnet', 'fit', '--config', 'bijee.yaml'], capture_output=True,
+                         text=True, env=env, timeout=120)  # fmt: skip
+    assert run.returncode == 2 and 'python -m sam_cffnet configs' in run.stderr
+    assert len(run.stderr.strip().splitlines()) <= 2 and 'usage' not in run.stderr
+    with pytest.raises(SystemExit):  # argparse prefix matching would take max_epoch for max_epochs
+        main(['fit', *tiny_args('bijie.yaml', fake_roots['bijie'], tmp_path), '--trainer.max_epoch', '1'])
+
+    out = tmp_path / 'preds'
+    out.mkdir()
+    (out / 'tile_000000_mask.png').write_bytes(b'')
+    logs = tmp_path / 'logs'
+    args = [*tiny_args('bijie.yaml', fake_roots['bijie'], tmp_path), '--prediction_writer.output_dir', str(out),
+            '--trainer.logger', f'{{"class_path": "lightning.pytorch.loggers.CSVLogger", '
+            f'"init_args": {{"save_dir": "{logs}"}}}}',
+            '--model.model.band_indices', '[0, 1, 7]']  # a model that cannot be built: it must not get that far
+    with pytest.raises(FileExistsError, match='already holds predictions'):
+        main(['predict', *args])
+    assert not logs.exists()
+
+
+def test_torchgeo_denormalization_and_rgb_bands() -> None:
+    """torchgeo's tasks plot ``K.Denormalize(datamodule.mean, datamodule.std)(batch)``: that must give raw values
+    back for every normalization; 14-band Landslide4Sense pictures show B4, B3, B2."""
+    import kornia.augmentation as K
+
+    from sam_cffnet.datamodules import BijieDataModule, Landslide4SenseDataModule
+
+    raw = torch.rand(2, 3, 8, 8) * 200
+    for normalization in ('reference', 'dataset', 'none'):
+        dm = BijieDataModule(root='unused', normalization=normalization)
+        x = dm.preprocessing.normalize_image(raw)
+        back = K.Denormalize(dm.mean, dm.std)(x)
+        assert torch.allclose(back, raw, rtol=1e-4, atol=1e-3), normalization
+    l4s = Landslide4SenseDataModule(root='unused', bands='all')
+    assert l4s.preprocessing.rgb_indices == (3, 2, 1)
+    assert [l4s.bands[i] for i in l4s.preprocessing.rgb_indices] == ['B4', 'B3', 'B2']

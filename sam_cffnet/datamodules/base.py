@@ -174,6 +174,8 @@ class LandslideDataModule(NonGeoDataModule):
     reference_clip: ClassVar[tuple[float, float] | None] = (0.0, 1.0)
     reference_note: ClassVar[str] = 'uint8 values / 255 -> [0, 1], no mean/std (SAM-CFFNet feeds [0, 1] into SAM)'
     dem_bands: ClassVar[tuple[str, ...]] = ()
+    #: the bands shown as red, green, blue in pictures (when selected)
+    rgb_bands: ClassVar[tuple[str, str, str]] = ('red', 'green', 'blue')
 
     def __init__(
         self,
@@ -277,6 +279,8 @@ class LandslideDataModule(NonGeoDataModule):
             stats_source=source, dem_mode=self.dem_mode, dem_bands=self.dem_bands,
             dem_normalization='none' if 'none' in (self.normalization, self.dem_mode) else 'per_tile_zscore',
             tile_size=self.tile_size, stride=self.stride, dataset=self.dataset_name,
+            rgb_indices=tuple(self.bands.index(b) for b in self.rgb_bands) if set(self.rgb_bands) <= set(self.bands)
+            else None,
         )  # fmt: skip
 
     @property
@@ -313,9 +317,13 @@ class LandslideDataModule(NonGeoDataModule):
         dataset = self._valid_attribute(f'{split}_dataset', 'dataset')
         batch_size = self._valid_attribute(f'{split}_batch_size', 'batch_size')
         train = split == 'train'
+        generator = None
         if train:
             sampler = EpochShuffleSampler(len(dataset), self.seed) if self.shuffle else None
             drop_last = len(dataset) >= batch_size
+            # the loader draws its workers' base seed from this generator, not from the global random state, so a
+            # resumed run's random streams continue exactly (see SegmentationTask.on_train_batch_start)
+            generator = torch.Generator().manual_seed(self.seed)
         else:
             sampler = _unrepeated_sampler(dataset)
             drop_last = self.drop_last_eval and split in ('val', 'test') and len(dataset) >= batch_size
@@ -323,6 +331,7 @@ class LandslideDataModule(NonGeoDataModule):
             dataset=dataset,
             batch_size=batch_size,
             sampler=sampler,
+            generator=generator,
             num_workers=self.num_workers,
             collate_fn=self.collate_fn,
             drop_last=drop_last,

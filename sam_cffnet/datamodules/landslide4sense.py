@@ -52,6 +52,7 @@ class Landslide4SenseDataModule(LandslideDataModule):
     reference_clip = (0.0, 1.0)
     reference_note = 'clip(img / 10 * 255, 0, 255) / 255 = clip(img * 0.1, 0, 1), no mean/std (sister project recipe)'
     dem_bands = Landslide4Sense.dem_bands
+    rgb_bands = Landslide4Sense.rgb_bands
 
     def __init__(
         self,

@@ -180,8 +180,11 @@ class SegmentationTask(LightningModule):
         self.train_metrics.update(logits.detach(), batch['mask'])
         return loss
 
-    def on_train_epoch_start(self) -> None:
-        if self._pending_rng is not None:  # first epoch after a resume: continue the interrupted random streams
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # first training batch after a resume: continue the random streams where the checkpoint left them (nothing
+        # between the end of an epoch and its next training step draws from them: the training loader has its own
+        # generator, and Lightning's restart skips the epoch-start hooks of the resumed epoch)
+        if self._pending_rng is not None:
             _set_rng_state(self._pending_rng)
             self._pending_rng = None
 
