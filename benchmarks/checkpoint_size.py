@@ -28,6 +28,7 @@ import torch
 from lightning.pytorch import Trainer
 
 from sam_cffnet.datamodules import DemoBijieDataModule
+from sam_cffnet.models import build_model
 from sam_cffnet.models.base import count_parameters
 from sam_cffnet.models.encoders.sam import SAMEncoder
 from sam_cffnet.models.reference import ours_to_reference
@@ -47,7 +48,7 @@ def main() -> None:
 
         dm = DemoBijieDataModule(root=str(tmp / 'demo'), tile_size=64, batch_size=2, num_workers=0)
         task = SegmentationTask(
-            model_args={'encoder': args.encoder, 'sam_checkpoint': str(sam), 'input_size': 64},
+            build_model('sam_cffnet', variant=args.encoder, sam_checkpoint=str(sam), input_size=64),
             num_figure_tiles=0,
         )
         trainer = Trainer(

@@ -16,7 +16,8 @@ import argparse
 import time
 from pathlib import Path
 
-from sam_cffnet.report import build_meta_model, format_csv, format_table, load_model_block, model_report
+from sam_cffnet.cli import parse_config
+from sam_cffnet.report import build_meta_model, format_csv, format_table, model_report
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / 'sam_cffnet' / 'configs' / 'models'
 
@@ -48,8 +49,9 @@ def efficiency_rows(tile_size: int = 256, in_channels: int = 3) -> list[dict]:
     """One report row per model (see :func:`sam_cffnet.report.model_report`), labelled for the table."""
     rows = []
     for config, label in MODELS:
-        name, args, _ = load_model_block(CONFIG_DIR / f'{config}.yaml')
-        row = model_report(build_meta_model(name, args), tile_size, in_channels, name=label)
+        model = parse_config(['--config', str(CONFIG_DIR / f'{config}.yaml')])['model']['model']
+        model['init_args'] = {**model['init_args'], 'in_channels': in_channels}
+        row = model_report(build_meta_model(model), tile_size, in_channels, name=label)
         row['params_trainable_mi'] = row['params_trainable'] / 2**20
         rows.append(row)
     return rows

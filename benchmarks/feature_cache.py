@@ -25,6 +25,7 @@ import torch
 
 from sam_cffnet.datamodules import DemoBijieDataModule
 from sam_cffnet.features import CachedFeatureDataModule
+from sam_cffnet.models import build_model
 from sam_cffnet.tasks.segmentation import SegmentationTask
 
 
@@ -85,9 +86,9 @@ def main() -> None:
         n_nls = max(1, round(args.tiles / 0.8 / 3))
         dm_args = {'root': f'{tmp}/bijie', 'tile_size': args.tile_size, 'batch_size': args.batch_size,
                    'split_ratios': (0.8, 0.2, 0.0), 'num_landslide': n_ls, 'num_non_landslide': n_nls}  # fmt: skip
-        model_args = {'encoder': args.encoder, 'input_size': args.input_size or None,
-                      'decoder_channels': args.decoder_channels}  # fmt: skip
-        task = SegmentationTask('sam_cffnet', model_args, in_channels=3)
+        model = build_model('sam_cffnet', variant=args.encoder, input_size=args.input_size or None,
+                            decoder_channels=args.decoder_channels)  # fmt: skip
+        task = SegmentationTask(model)
         plain = DemoBijieDataModule(**dm_args)
         plain.prepare_data()
         plain.setup('fit')

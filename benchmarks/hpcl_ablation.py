@@ -1,7 +1,7 @@
 """HPCL-Net ablation: trainable parameters and training-step cost of no DEM / DEM fusion / DEM fusion + HPCL.
 
 The three shipped model files ``configs/hpcl_ablation/{no_dem,dem_fusion,dem_fusion_hpcl}.yaml`` are built with
-their own ``model_args`` (random weights; the encoder size and input size can be reduced for a quick run) and
+their own model options (random weights; the encoder size and input size can be reduced for a quick run) and
 trained side by side on the same synthetic batch (image B x 3 x T x T, DEM B x 1 x T x T, a blob mask): the full
 training step (frozen encoder, fusion, decoder, hyper-pixels, EMA update, queue loss and enqueue, backward, AdamW),
 steps interleaved across the three models so all see the same machine load. Printed: trainable parameters
@@ -20,8 +20,9 @@ import warnings
 
 import torch
 
+from sam_cffnet.cli import parse_config
+from sam_cffnet.models import build_model_from_config
 from sam_cffnet.models.base import count_parameters
-from sam_cffnet.report import load_model_block
 from sam_cffnet.tasks.segmentation import SegmentationTask
 
 ABLATION = {
@@ -63,10 +64,9 @@ def main() -> None:
     tasks: dict[str, SegmentationTask] = {}
     optimizers: dict[str, torch.optim.Optimizer] = {}
     for name, config in ABLATION.items():
-        model, model_args, _ = load_model_block(config)
-        model_args = {**model_args, 'encoder': args.encoder, 'input_size': args.input_size}
-        model_args['sam_checkpoint'] = None
-        task = SegmentationTask(model=model, model_args=model_args, num_figure_tiles=0).train()
+        model = parse_config(['--config', 'hpcl_bijie.yaml', '--config', config])['model']['model']
+        overrides = {'variant': args.encoder, 'input_size': args.input_size, 'sam_checkpoint': None}
+        task = SegmentationTask(build_model_from_config(model, **overrides), num_figure_tiles=0).train()
         tasks[name] = task
         optimizers[name] = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=2e-4)
 

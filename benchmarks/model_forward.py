@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument('--repeats', type=int, default=1)
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = SAMCFFNet(args.encoder).eval()
+    model = SAMCFFNet(variant=args.encoder).eval()
     spec = model.encoder.spec
     vit = ImageEncoderViT(
         img_size=1024, embed_dim=spec.embed_dim, depth=spec.depth, num_heads=spec.num_heads,
