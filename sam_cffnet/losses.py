@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .errors import ConfigError
+
 __all__ = ['BCEDiceLoss', 'dice_loss']
 
 
@@ -31,7 +33,7 @@ def dice_loss(
     if reduction == 'batch':
         p, t = p.reshape(1, -1), t.reshape(1, -1)
     elif reduction != 'image':
-        raise ValueError(f"reduction must be 'batch' or 'image', got {reduction!r}")
+        raise ConfigError(f"reduction must be 'batch' or 'image', got {reduction!r}")
     inter = (p * t).sum(dim=1)
     dice = (2 * inter + smooth) / (p.sum(dim=1) + t.sum(dim=1) + smooth)
     return (1 - dice).mean()
@@ -50,6 +52,10 @@ class BCEDiceLoss(nn.Module):
         smooth: Dice smoothing (reference 1).
 
     Shapes: logits B x 1 x H x W, target B x H x W (int or float {0, 1}) -> scalar.
+
+    Raises:
+        ConfigError: an unknown ``dice_reduction``, or weights that are negative or both zero (checked when the loss
+            is built, before any training).
     """
 
     def __init__(
@@ -61,6 +67,12 @@ class BCEDiceLoss(nn.Module):
         smooth: float = 1.0,
     ) -> None:
         super().__init__()
+        if dice_reduction not in ('batch', 'image'):
+            raise ConfigError(f"dice_reduction must be 'batch' or 'image', got {dice_reduction!r}")
+        if bce_weight < 0 or dice_weight < 0 or bce_weight + dice_weight <= 0:
+            raise ConfigError(
+                f'bce_weight ({bce_weight}) and dice_weight ({dice_weight}) must be >= 0, not both 0 (no loss)'
+            )
         self.bce_weight = bce_weight
         self.dice_weight = dice_weight
         self.dice_reduction = dice_reduction

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from sam_cffnet.cli import main, parse_config
 from sam_cffnet.models import build_model
@@ -21,14 +19,6 @@ SAM_NECK_PARAMS = 852_992  # never built here (the reference computes it and thr
 REF_ENCODER_GFLOPS = 2985.68
 NECK_GFLOPS = 6.98
 REF_DECODER_GFLOPS = 128.87
-
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def cli_report(capsys: pytest.CaptureFixture[str], *configs: str, extra: tuple[str, ...] = ()) -> dict:

@@ -12,12 +12,17 @@ from PIL import Image
 from torch import Tensor
 from torchgeo.datasets import NonGeoDataset
 
+from ..errors import ConfigError
 from ..preprocessing import resize_sample
 from .utils import (
     DatasetLayoutError,
+    LabelEncoding,
+    LabelReader,
     LayoutNotFoundError,
     PathLike,
     RGBPlotMixin,
+    grey_label,
+    label_values,
     verify_png,
 )
 
@@ -25,14 +30,24 @@ LAYOUT = """\
 <root>/                                   (or <root>/Bijie-landslide-dataset/, or <root>/*/Bijie-landslide-dataset/)
 ├── landslide/
 │   ├── image/<name>.png      RGB uint8 chip (variable size)
-│   ├── mask/<name>.png       same basename and size, 0/255
+│   ├── mask/<name>.png       same basename and size, single-channel 0/255 (255 = landslide)
 │   └── dem/<name>.png        same basename, 1 band (8/16 bit, any grid)   [only with dem != 'none']
 └── non-landslide/
     ├── image/<name>.png      (no masks: all-zero masks are synthesized)
     └── dem/<name>.png                                                     [only with dem != 'none']"""
 
 
-class Bijie(RGBPlotMixin, NonGeoDataset):
+#: Bijie masks: single-channel PNG, 0 = background, 255 = landslide (verified on all 770 masks of a lossless copy).
+LABELS = LabelEncoding(
+    name='Bijie mask PNGs',
+    values=(0, 255),
+    threshold=127,
+    hint='Write the masks as single-channel 0/255 PNGs (from a 0/1 array m: '
+    'Image.fromarray((m > 0).astype(np.uint8) * 255).save(path)).',
+)
+
+
+class Bijie(RGBPlotMixin, LabelReader, NonGeoDataset):
     """Bijie landslide dataset.
 
     Optical chips of Bijie city (Guizhou, China) with landslide masks and a DEM, for binary landslide
@@ -58,7 +73,10 @@ class Bijie(RGBPlotMixin, NonGeoDataset):
     Sample: ``image`` float32 ``(C, H, W)`` (C = 3, or 4 with ``dem='band'``), ``mask`` int64 ``(H, W)`` in {0, 1}
     (mask > 127), and ``dem`` float32 ``(1, H, W)`` with ``dem='separate'``. Values are NOT normalized.
 
-    Mask values: 0 = background, 1 = landslide (the files store 0/255).
+    Mask values: 0 = background, 1 = landslide. The files store single-channel 0/255 (:data:`LABELS`); 1-bit PNGs
+    are read as 0/255, palette PNGs through their palette, and RGB(A) PNGs only when every channel is equal. A mask
+    with any other value (e.g. a 0/1 mask, which ``> 127`` would make all background) or a colour-coded mask stops
+    with an error naming the file, at construction with ``verify=True`` and whenever the mask is read.
 
     Licence: none stated by the publisher (research use; cite the paper).
 
@@ -74,6 +92,7 @@ class Bijie(RGBPlotMixin, NonGeoDataset):
     classes = ('background', 'landslide')
     categories = ('landslide', 'non-landslide')
     layout = LAYOUT
+    label_encoding = LABELS
 
     def __init__(
         self,
@@ -91,25 +110,30 @@ class Bijie(RGBPlotMixin, NonGeoDataset):
                 ``'dem'``.
             categories: Which folders to use (``'landslide'`` and/or ``'non-landslide'``).
             transforms: Callable applied to each sample dict.
-            verify: Check every PNG for truncation/corruption (CRC walk, no decoding) at construction.
+            verify: Check every PNG for truncation/corruption (CRC walk) and decode every mask to check its values
+                against the documented 0/255 encoding, at construction.
 
         Raises:
+            ConfigError: For an unknown ``dem`` mode or category.
             LayoutNotFoundError: If the root or the image folders are missing or empty.
-            DatasetLayoutError: If an image has no mask (or DEM), sizes differ or a file is unreadable.
+            DatasetLayoutError: If an image has no mask (or DEM), sizes differ, a file is unreadable or (with
+                ``verify``) a mask is not a 0/255 mask.
         """
         if dem not in ('none', 'band', 'separate'):
-            raise ValueError(f"dem must be 'none', 'band' or 'separate', got {dem!r}")
+            raise ConfigError(f"dem must be 'none', 'band' or 'separate', got {dem!r}")
         for c in categories:
             if c not in self.categories:
-                raise ValueError(f'unknown category {c!r}, expected a subset of {self.categories}')
+                raise ConfigError(f'unknown category {c!r}, expected a subset of {self.categories}')
         self.root = root
         self.dem = dem
         self.transforms = transforms
         self.data_root = self._find_root(Path(root))
         self.files: list[dict[str, Any]] = []
         self.sizes: list[tuple[int, int]] = []
+        label_warnings: list[str | None] = []
         for category in categories:
-            self._index(category, verify)
+            label_warnings += self._index(category, verify)
+        self.warn_labels(label_warnings)
         if not self.files:
             raise LayoutNotFoundError(root, 'no PNG chips found', LAYOUT)
 
@@ -122,7 +146,8 @@ class Bijie(RGBPlotMixin, NonGeoDataset):
                 return cand
         raise LayoutNotFoundError(root, 'no landslide/ or non-landslide/ folder found', LAYOUT)
 
-    def _index(self, category: str, verify: bool) -> None:
+    def _index(self, category: str, verify: bool) -> list[str | None]:
+        checks: list[str | None] = []
         folder = self.data_root / category
         image_dir = folder / 'image'
         if not image_dir.is_dir():
@@ -148,10 +173,14 @@ class Bijie(RGBPlotMixin, NonGeoDataset):
                     raise DatasetLayoutError(
                         entry['mask'], f'mask size {msize[1]}x{msize[0]} != image size {size[1]}x{size[0]} (WxH)'
                     )
+                if verify:
+                    label = self._read_label(entry['mask'])
+                    checks.append(self.label_encoding.check(label_values(label), entry['mask']))
             if entry['dem'] is not None:
                 self._png_size(entry['dem'], verify)
             self.files.append(entry)
             self.sizes.append(size)
+        return checks
 
     @staticmethod
     def _png_size(path: Path, verify: bool) -> tuple[int, int]:
@@ -177,14 +206,26 @@ class Bijie(RGBPlotMixin, NonGeoDataset):
             arr = np.asarray(im.convert('RGB'))
         return torch.from_numpy(arr.copy()).permute(2, 0, 1).float()
 
+    @staticmethod
+    def _read_label(path: Path) -> np.ndarray:
+        """The values of a mask PNG, ``(H, W)`` (1-bit: 0/255; palette: its colours; RGB(A): equal channels)."""
+        try:
+            with Image.open(path) as im:
+                if im.mode == '1':
+                    im = im.convert('L')
+                elif im.mode in ('P', 'PA'):
+                    im = im.convert('RGBA')
+                arr = np.asarray(im)
+        except Exception as err:
+            raise DatasetLayoutError(path, f'unreadable mask ({err})') from err
+        if arr.ndim == 3:  # drop alpha (LA: 2 channels, RGBA: 4), then the channels must agree
+            arr = grey_label(np.moveaxis(arr[..., :1] if arr.shape[-1] == 2 else arr[..., :3], -1, 0), path)
+        return arr
+
     def _load_mask(self, path: Path | None, size: tuple[int, int]) -> Tensor:
         if path is None:
             return torch.zeros(size, dtype=torch.long)
-        with Image.open(path) as im:
-            arr = np.asarray(im if im.mode in ('L', 'I', 'I;16') else im.convert('L'))
-        if arr.ndim == 3:
-            arr = arr[..., 0]
-        return torch.from_numpy((arr > 127).astype(np.int64))
+        return self.label_mask(self._read_label(path), path)
 
     def _load_dem(self, path: Path, size: tuple[int, int]) -> Tensor:
         with Image.open(path) as im:

@@ -14,11 +14,16 @@ from torchgeo.datasets import NonGeoDataset
 
 from .utils import (
     DatasetLayoutError,
+    LabelEncoding,
+    LabelReader,
     LayoutNotFoundError,
     PathLike,
     RGBPlotMixin,
     cache_as_tiled_tiff,
+    label_raster_layout,
     open_raster,
+    raster_label_values,
+    raster_label_window,
     raster_shape,
     read_raster_window,
     tile_windows,
@@ -28,12 +33,25 @@ from .utils import (
 LAYOUT = """\
 <root>/                                  (or <root>/GVLM_Object_Extraction/)
 └── GVLM_Object_Extraction/
-    ├── A Luoi_Vietnam/{im.png, ref.png}     im: RGB uint8; ref: 0/255, same size
+    ├── A Luoi_Vietnam/{im.png, ref.png}     im: RGB uint8; ref: 0/255 (255 = landslide), same size
     ├── Asakura_Japan/{im.png, ref.png}
     └── ... (17 site folders, names with spaces)"""
 
 
-class GVLM(RGBPlotMixin, NonGeoDataset):
+#: GVLM reference maps: 0 = background, 255 = landslide (the authors' demo reads ``ref == 255`` as landslide). Not
+#: verified on real files, so undocumented intermediate values (anti-aliased edges) are read with ``> 127`` and
+#: warned about, while a map that rule would make all background (0/1) or all landslide stops with an error.
+LABELS = LabelEncoding(
+    name='GVLM ref.png maps',
+    values=(0, 255),
+    threshold=127,
+    other_values='warn',
+    hint='Write ref.png as a single-channel 0/255 PNG (from a 0/1 array m: '
+    'Image.fromarray((m > 0).astype(np.uint8) * 255).save(path)).',
+)
+
+
+class GVLM(RGBPlotMixin, LabelReader, NonGeoDataset):
     """GVLM (Global Very-high-resolution Landslide Mapping) dataset, single-temporal object-extraction version.
 
     Post-event Google Earth RGB scenes of 17 landslide sites worldwide with binary landslide maps. Scenes are
@@ -45,6 +63,12 @@ class GVLM(RGBPlotMixin, NonGeoDataset):
 
     * 17 sites, 0.59 m GSD, ~490 Mpx in total; ~7.6k non-overlapping 256 x 256 tiles
     * binary reference maps ``ref.png`` (0/255 on disk; returned as 0/1 with ``ref > 127``)
+
+    Reference values (:data:`LABELS`): single-channel 0/255. A palette ``ref.png`` is read through its palette (the
+    colours a viewer shows) and an RGB(A) one only when its channels are equal. Undocumented values that ``> 127``
+    still splits into both classes are read with a warning; a map that the rule would make all background (a 0/1
+    map) or all landslide, or a colour-coded map, stops with an error naming the file: at construction with
+    ``verify=True`` (the map is streamed strip by strip, never decoded whole) and in every window read.
 
     Dataset format::
 
@@ -76,6 +100,7 @@ class GVLM(RGBPlotMixin, NonGeoDataset):
     image_name = 'im.png'
     mask_name = 'ref.png'
     layout = LAYOUT
+    label_encoding = LABELS
 
     def __init__(
         self,
@@ -96,7 +121,8 @@ class GVLM(RGBPlotMixin, NonGeoDataset):
             tile_size: Tile edge in pixels.
             stride: Step between tiles (default ``tile_size``: no overlap).
             transforms: Callable applied to each sample dict.
-            verify: Walk every PNG's chunks (CRC) at construction to catch truncated/corrupt files.
+            verify: Walk every PNG's chunks (CRC) at construction to catch truncated/corrupt files, and stream
+                every ``ref.png`` (strips of 256 rows) to check its values against the documented 0/255.
             cache_dir: Optional folder for a one-time conversion of each scene to a tiled (256 x 256 blocks),
                 deflate-compressed GeoTIFF, written strip by strip (bounded memory). PNG has no random access: a
                 window near the bottom of a scene requires decoding every row above it, so shuffled training reads
@@ -109,7 +135,8 @@ class GVLM(RGBPlotMixin, NonGeoDataset):
 
         Raises:
             LayoutNotFoundError: If the root is missing or holds no site folder.
-            DatasetLayoutError: For a site without ``ref.png``, size mismatches, unknown sites or unreadable files.
+            DatasetLayoutError: For a site without ``ref.png``, size mismatches, unknown sites, unreadable files
+                or (with ``verify``) reference maps that are not 0/255.
         """
         self.root = root
         self.tile_size = int(tile_size)
@@ -128,8 +155,10 @@ class GVLM(RGBPlotMixin, NonGeoDataset):
         self.cache_dir = cache_dir
         self.gdal_cache_mb = gdal_cache_mb
         self._sources: dict[str, tuple[Path, Path]] = {}
+        self._ref_layouts: dict[str, tuple[list[int], np.ndarray | None]] = {}
         self.scene_shapes: dict[str, tuple[int, int]] = {}
         self.tiles: list[tuple[int, int, int]] = []  # (site index, row, col)
+        checks: list[str | None] = []
         for si, site in enumerate(self.sites):
             img, ref = self.data_root / site / self.image_name, self.data_root / site / self.mask_name
             if not ref.is_file():
@@ -140,20 +169,33 @@ class GVLM(RGBPlotMixin, NonGeoDataset):
             h, w, c = raster_shape(img)
             if c < 3:
                 raise DatasetLayoutError(img, f'expected an RGB image (3 or 4 bands), got {c} band(s)')
-            rh, rw, _ = raster_shape(ref)
+            rh, rw, ref_layout = self._ref_layout(ref)
             if (rh, rw) != (h, w):
                 raise DatasetLayoutError(ref, f'reference size {rw}x{rh} != image size {w}x{h} (WxH)')
+            if verify:
+                checks.append(self.label_encoding.check(raster_label_values(ref), ref))
             self.scene_shapes[site] = (h, w)
+            self._ref_layouts[site] = ref_layout
             if cache_dir is not None:
                 self._sources[site] = tuple(  # type: ignore[assignment]
                     cache_as_tiled_tiff(p, Path(cache_dir) / site / (p.stem + '.tif'), bands)
-                    for p, bands in ((img, [1, 2, 3]), (ref, [1]))
+                    for p, bands in ((img, [1, 2, 3]), (ref, ref_layout[0]))
                 )
             else:
                 self._sources[site] = (img, ref)
             self.tiles.extend((si, r, c) for r, c in tile_windows(h, w, self.tile_size, self.stride))
+        self.warn_labels(checks)
         self._handles: dict[Path, Any] = {}
         self._pid = os.getpid()
+
+    @staticmethod
+    def _ref_layout(path: Path) -> tuple[int, int, tuple[list[int], np.ndarray | None]]:
+        """``(height, width, (bands, palette lut))`` of a reference map, from its header."""
+        try:
+            with open_raster(path) as src:
+                return src.height, src.width, label_raster_layout(src)
+        except Exception as err:
+            raise DatasetLayoutError(path, f'unreadable raster ({err})') from err
 
     def _find_root(self, root: Path) -> Path:
         if not root.is_dir():
@@ -202,17 +244,23 @@ class GVLM(RGBPlotMixin, NonGeoDataset):
 
         Returns:
             ``{'image': (3, height, width) float32, 'mask': (height, width) int64}`` (zero-padded past the edge).
+
+        Raises:
+            DatasetLayoutError: If the window cannot be read, or its reference values are not 0/255 (see
+                :data:`LABELS`).
         """
         img_path, ref_path = self._sources[site]
+        bands, lut = self._ref_layouts[site]
         try:
             img_src = self._handle(img_path)
             image = read_raster_window(img_src, row, col, height, width, bands=[1, 2, 3][: img_src.count])
-            ref = read_raster_window(self._handle(ref_path), row, col, height, width, bands=[1])[0]
+            ref = read_raster_window(self._handle(ref_path), row, col, height, width, bands=bands)
         except Exception as err:
             raise DatasetLayoutError(img_path.parent, f'failed to read window ({row}, {col}): {err}') from err
+        source = self.data_root / site / self.mask_name
         return {
             'image': torch.from_numpy(image.astype(np.float32)),
-            'mask': torch.from_numpy((ref > 127).astype(np.int64)),
+            'mask': self.label_mask(raster_label_window(ref, lut, source), source),
         }
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:

@@ -11,13 +11,18 @@ import torch
 from torch import Tensor
 from torchgeo.datasets import NonGeoDataset, RGBBandsMissingError
 
+from ..errors import ConfigError
 from ..visualize import percentile_stretch, plot_segmentation
 from .utils import (
     DatasetLayoutError,
+    LabelEncoding,
+    LabelReader,
     LayoutNotFoundError,
     PathLike,
     check_finite,
+    label_values,
     numeric_key,
+    read_h5,
 )
 
 LAYOUT = """\
@@ -29,8 +34,18 @@ LAYOUT = """\
 
 BandSpec = str | Sequence[str | int]
 
+#: Landslide4Sense masks: h5 dataset ``mask``, 0 = non-landslide, 1 = landslide (uint8 or float). Files holding 0/255
+#: are accepted with a warning: the rule ``value > 0`` gives them the same labels.
+LABELS = LabelEncoding(
+    name='Landslide4Sense masks',
+    values=(0, 1),
+    threshold=0,
+    fallback=(0, 255),
+    hint="Write the 'mask' dataset with 0 = non-landslide and 1 = landslide.",
+)
 
-class Landslide4Sense(NonGeoDataset):
+
+class Landslide4Sense(LabelReader, NonGeoDataset):
     """Landslide4Sense (L4S) landslide segmentation dataset.
 
     Multi-source 128 x 128 patches (Sentinel-2 + ALOS PALSAR slope and DEM, ~10 m) from four landslide-affected
@@ -57,6 +72,11 @@ class Landslide4Sense(NonGeoDataset):
     NaN/inf values: replaced by 0 with a RuntimeWarning (``nan_policy='fill'``, default), or an error naming the
     file (``nan_policy='error'``). They are detected when a file is read.
 
+    Mask values (:data:`LABELS`): 0/1 as documented, uint8 or float, read as ``mask > 0``. Masks stored as 0/255 give
+    the same labels under that rule and are accepted with one warning. Any other value (e.g. 1/2, which ``> 0``
+    would make all landslide, or fractions) stops with an error naming the file: at construction with
+    ``verify=True``, and whenever the mask is read.
+
     Licence: MIT (official GitHub repository, (c) 2022 IARAI).
 
     If you use this dataset in your research, please cite:
@@ -73,6 +93,7 @@ class Landslide4Sense(NonGeoDataset):
     image_key = 'img'
     mask_key = 'mask'
     layout = LAYOUT
+    label_encoding = LABELS
 
     def __init__(
         self,
@@ -96,25 +117,28 @@ class Landslide4Sense(NonGeoDataset):
             transforms: Callable applied to each sample dict.
             require_masks: Raise if the split has no ``mask/`` folder.
             nan_policy: ``'fill'`` (replace by 0 and warn) or ``'error'``.
-            verify: Open every file at construction (h5 structure, key, shape, band count; catches truncation).
+            verify: Open every file at construction (h5 structure, key, shape, band count; catches truncation) and
+                read every mask to check its values.
 
         Raises:
+            ConfigError: For an unknown split, band, ``dem`` mode or ``nan_policy``.
             LayoutNotFoundError: If the split folder is missing or empty.
-            DatasetLayoutError: For missing masks, wrong shapes/band counts or unreadable files.
+            DatasetLayoutError: For missing masks, wrong shapes/band counts, unreadable files or (with ``verify``)
+                mask values that are not 0/1 (or 0/255).
         """
         if split not in self.split_dirs:
-            raise ValueError(f'split must be one of {list(self.split_dirs)}, got {split!r}')
+            raise ConfigError(f'split must be one of {list(self.split_dirs)}, got {split!r}')
         if dem not in ('none', 'band', 'separate'):
-            raise ValueError(f"dem must be 'none', 'band' or 'separate', got {dem!r}")
+            raise ConfigError(f"dem must be 'none', 'band' or 'separate', got {dem!r}")
         if nan_policy not in ('fill', 'error'):
-            raise ValueError(f"nan_policy must be 'fill' or 'error', got {nan_policy!r}")
+            raise ConfigError(f"nan_policy must be 'fill' or 'error', got {nan_policy!r}")
         self.root = root
         self.split = split
         self.band_indices = self.resolve_bands(bands)
         self.bands = tuple(self.all_bands[i] for i in self.band_indices)
         self.dem_indices = [self.all_bands.index(b) for b in self.dem_bands]
         if dem != 'none' and set(self.band_indices) & set(self.dem_indices):
-            raise ValueError(f'with dem={dem!r} the bands must not include {self.dem_bands} (got {self.bands})')
+            raise ConfigError(f'with dem={dem!r} the bands must not include {self.dem_bands} (got {self.bands})')
         self.dem = dem
         self.transforms = transforms
         self.nan_policy = nan_policy
@@ -150,6 +174,9 @@ class Landslide4Sense(NonGeoDataset):
 
         Returns:
             List of indices into :attr:`all_bands`.
+
+        Raises:
+            ConfigError: For an unknown band or an empty selection.
         """
         if isinstance(bands, str):
             if bands == 'all':
@@ -164,54 +191,34 @@ class Landslide4Sense(NonGeoDataset):
             elif isinstance(b, int) and not isinstance(b, bool) and 0 <= b < len(cls.all_bands):
                 out.append(b)
             else:
-                raise ValueError(f'unknown band {b!r}: use names {cls.all_bands} or indices 0..13')
+                raise ConfigError(f'unknown band {b!r}: use names {cls.all_bands} or indices 0..13')
         if not out:
-            raise ValueError('at least one band must be selected')
+            raise ConfigError('at least one band must be selected')
         return out
 
     def _verify(self) -> None:
-        import h5py
-
         nb = len(self.all_bands)
+        checks: list[str | None] = []
         for i, img in enumerate(self.images):
-            try:
-                with h5py.File(img, 'r') as f:
-                    if self.image_key not in f:
-                        raise DatasetLayoutError(img, f'no dataset {self.image_key!r} (keys: {list(f.keys())})')
-                    shape = f[self.image_key].shape
-            except DatasetLayoutError:
-                raise
-            except Exception as err:
-                raise DatasetLayoutError(img, f'unreadable or truncated HDF5 file ({err})') from err
+            shape = read_h5(img, [self.image_key], shape_only=[self.image_key])[self.image_key]
             if len(shape) != 3 or nb not in (shape[0], shape[-1]):
                 raise DatasetLayoutError(img, f'expected {nb} bands in an (H, W, {nb}) array, got shape {shape}')
             hw = shape[:2] if shape[-1] == nb else shape[1:]
             if self.masks is not None:
                 msk = self.masks[i]
-                try:
-                    with h5py.File(msk, 'r') as f:
-                        if self.mask_key not in f:
-                            raise DatasetLayoutError(msk, f'no dataset {self.mask_key!r} (keys: {list(f.keys())})')
-                        mshape = f[self.mask_key].shape
-                except DatasetLayoutError:
-                    raise
-                except Exception as err:
-                    raise DatasetLayoutError(msk, f'unreadable or truncated HDF5 file ({err})') from err
-                if tuple(s for s in mshape if s != 1)[:2] != tuple(hw):
-                    raise DatasetLayoutError(msk, f'mask shape {mshape} does not match image size {hw}')
+                mask = read_h5(msk, [self.mask_key])[self.mask_key]
+                if tuple(s for s in mask.shape if s != 1)[:2] != tuple(hw):
+                    raise DatasetLayoutError(msk, f'mask shape {mask.shape} does not match image size {hw}')
+                checks.append(self.label_encoding.check(label_values(self._finite_mask(mask, msk)), msk))
+        self.warn_labels(checks)
 
     def __len__(self) -> int:
         """Number of patches in the split."""
         return len(self.images)
 
-    def _read(self, path: Path, key: str) -> np.ndarray:
-        import h5py
-
-        try:
-            with h5py.File(path, 'r') as f:
-                return f[key][()]
-        except Exception as err:
-            raise DatasetLayoutError(path, f'unreadable or truncated HDF5 file ({err})') from err
+    def _finite_mask(self, mask: np.ndarray, path: Path) -> np.ndarray:
+        """``(H, W)`` mask values with NaN/inf handled by ``nan_policy`` (0 = background, with a warning)."""
+        return check_finite(np.squeeze(mask), path, self.nan_policy)
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         """Load one patch.
@@ -223,7 +230,7 @@ class Landslide4Sense(NonGeoDataset):
             ``{'image': (C, H, W) float32[, 'mask': (H, W) int64][, 'dem': (2, H, W) float32]}``.
         """
         path = self.images[index]
-        arr = self._read(path, self.image_key)
+        arr = read_h5(path, [self.image_key])[self.image_key]
         if arr.shape[-1] != len(self.all_bands):
             arr = np.moveaxis(arr, 0, -1)
         arr = check_finite(arr.astype(np.float32), path, self.nan_policy)
@@ -234,9 +241,8 @@ class Landslide4Sense(NonGeoDataset):
         elif self.dem == 'separate':
             sample['dem'] = full[self.dem_indices]
         if self.masks is not None:
-            m = np.asarray(self._read(self.masks[index], self.mask_key))
-            m = np.squeeze(m)
-            sample['mask'] = torch.from_numpy((np.nan_to_num(m) > 0).astype(np.int64))
+            msk = self.masks[index]
+            sample['mask'] = self.label_mask(self._finite_mask(read_h5(msk, [self.mask_key])[self.mask_key], msk), msk)
         if self.transforms is not None:
             sample = self.transforms(sample)
         return sample

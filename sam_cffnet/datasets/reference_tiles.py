@@ -11,7 +11,18 @@ import torch
 from torch import Tensor
 from torchgeo.datasets import NonGeoDataset
 
-from .utils import DatasetLayoutError, LayoutNotFoundError, PathLike, RGBPlotMixin, check_finite
+from ..errors import ConfigError
+from .utils import (
+    DatasetLayoutError,
+    LabelEncoding,
+    LabelReader,
+    LayoutNotFoundError,
+    PathLike,
+    RGBPlotMixin,
+    check_finite,
+    label_values,
+    read_h5,
+)
 
 LAYOUT = """\
 <root>/
@@ -19,7 +30,19 @@ LAYOUT = """\
 └── val/<name>.h5"""
 
 
-class ReferenceTiles(RGBPlotMixin, NonGeoDataset):
+#: The authors' labels: 0/255, binarized with ``label > 128`` (their ``h5_Dataset``). Other values are accepted
+#: silently, as their loader does (their offline tiling may leave intermediate values), unless the rule would make
+#: the tile all background (e.g. a 0/1 label) or all landslide.
+LABELS = LabelEncoding(
+    name="The authors' H5 labels",
+    values=(0, 255),
+    threshold=128,
+    other_values='accept',
+    hint="Write 'label' as 0/255 (from a 0/1 array m: (m > 0).astype(np.uint8) * 255).",
+)
+
+
+class ReferenceTiles(RGBPlotMixin, LabelReader, NonGeoDataset):
     """Tiles in the SAM-CFFNet authors' preprocessed H5 format (BJL, L4S or GVLM after their offline tiling).
 
     The authors' loader (``utils/tools.py: h5_Dataset``) reads ``<root>/{train,val}/*.h5`` in sorted order; each
@@ -34,6 +57,11 @@ class ReferenceTiles(RGBPlotMixin, NonGeoDataset):
     Bands: ``red, green, blue`` (returned as float 0..255, not normalized).
 
     Sample: ``image`` float32 ``(C, H, W)``, ``mask`` int64 ``(H, W)`` in {0, 1}.
+
+    Label values (:data:`LABELS`): 0/255 read with the authors' rule ``label > 128``; intermediate values are
+    accepted as their loader accepts them. A label that rule would make all background while holding other values
+    (a 0/1 label: every ``1 <= 128``) or all landslide stops with an error naming the file, at construction with
+    ``verify=True`` and whenever the label is read.
 
     Licence: that of the underlying dataset (Bijie: none stated; L4S: MIT; GVLM: non-commercial research).
 
@@ -50,6 +78,7 @@ class ReferenceTiles(RGBPlotMixin, NonGeoDataset):
     image_key = 'image'
     label_key = 'label'
     layout = LAYOUT
+    label_encoding = LABELS
 
     def __init__(
         self,
@@ -66,14 +95,17 @@ class ReferenceTiles(RGBPlotMixin, NonGeoDataset):
             split: ``'train'`` or ``'val'``.
             num_bands: Expected channel count (None: accept any, but all files must agree).
             transforms: Callable applied to each sample dict.
-            verify: Open every file at construction (keys, shapes, band count; catches truncation).
+            verify: Open every file at construction (keys, shapes, band count; catches truncation) and read every
+                label to check its values.
 
         Raises:
+            ConfigError: For an unknown split.
             LayoutNotFoundError: If the split folder is missing or empty.
-            DatasetLayoutError: For missing keys, shape mismatches, wrong band counts or unreadable files.
+            DatasetLayoutError: For missing keys, shape mismatches, wrong band counts, unreadable files or (with
+                ``verify``) labels that the ``> 128`` rule would make all background or all landslide.
         """
         if split not in self.splits:
-            raise ValueError(f'split must be one of {self.splits}, got {split!r}')
+            raise ConfigError(f'split must be one of {self.splits}, got {split!r}')
         self.root = root
         self.split = split
         self.transforms = transforms
@@ -90,29 +122,22 @@ class ReferenceTiles(RGBPlotMixin, NonGeoDataset):
             self._verify()
 
     def _verify(self) -> None:
-        import h5py
-
         bands = self.num_bands
+        checks: list[str | None] = []
         for path in self.files:
-            try:
-                with h5py.File(path, 'r') as f:
-                    for key in (self.image_key, self.label_key):
-                        if key not in f:
-                            raise DatasetLayoutError(path, f'no dataset {key!r} (keys: {list(f.keys())})', LAYOUT)
-                    ishape, lshape = f[self.image_key].shape, f[self.label_key].shape
-            except DatasetLayoutError:
-                raise
-            except Exception as err:
-                raise DatasetLayoutError(path, f'unreadable or truncated HDF5 file ({err})') from err
+            data = read_h5(path, [self.image_key, self.label_key], shape_only=[self.image_key], layout=LAYOUT)
+            ishape, label = data[self.image_key], data[self.label_key]
             c = ishape[2] if len(ishape) == 3 else 1
             if len(ishape) not in (2, 3):
                 raise DatasetLayoutError(path, f'image must be (H, W, C) or (H, W), got {ishape}')
             if bands is not None and c != bands:
                 raise DatasetLayoutError(path, f'expected {bands} bands (H, W, {bands}), got shape {ishape}')
             bands = c
-            if tuple(s for s in lshape if s != 1)[:2] != tuple(ishape[:2]):
-                raise DatasetLayoutError(path, f'label shape {lshape} does not match image size {ishape[:2]}')
+            if tuple(s for s in label.shape if s != 1)[:2] != tuple(ishape[:2]):
+                raise DatasetLayoutError(path, f'label shape {label.shape} does not match image size {ishape[:2]}')
+            checks.append(self.label_encoding.check(label_values(label), path))
         self.num_bands = bands
+        self.warn_labels(checks)
 
     def __len__(self) -> int:
         """Number of tiles in the split."""
@@ -127,22 +152,15 @@ class ReferenceTiles(RGBPlotMixin, NonGeoDataset):
         Returns:
             ``{'image': (C, H, W) float32, 'mask': (H, W) int64}``.
         """
-        import h5py
-
         path = self.files[index]
-        try:
-            with h5py.File(path, 'r') as f:
-                image = np.asarray(f[self.image_key][()])
-                label = np.asarray(f[self.label_key][()])
-        except Exception as err:
-            raise DatasetLayoutError(path, f'unreadable or truncated HDF5 file ({err})') from err
+        data = read_h5(path, [self.image_key, self.label_key], layout=LAYOUT)
+        image, label = data[self.image_key], data[self.label_key]
         if image.ndim == 2:
             image = image[..., None]
         image = check_finite(image.astype(np.float32), path)
-        label = np.squeeze(label)
         sample = {
             'image': torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
-            'mask': torch.from_numpy((label > 128).astype(np.int64)),
+            'mask': self.label_mask(np.squeeze(label), path),
         }
         if self.transforms is not None:
             sample = self.transforms(sample)

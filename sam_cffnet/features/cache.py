@@ -44,11 +44,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import SAMCFFNetError
+from ..errors import ConfigError, OutputExistsError, SAMCFFNetError
 
 __all__ = [
     'CACHE_FORMAT',
     'CacheError',
+    'DiskSpaceError',
     'FeatureCache',
     'FeatureCacheWriter',
     'cache_key',
@@ -71,16 +72,20 @@ class CacheError(SAMCFFNetError, RuntimeError):
     """A feature cache is missing, incomplete, truncated, corrupted or was made for other settings."""
 
 
+class DiskSpaceError(SAMCFFNetError, OSError):
+    """The file system chosen for a feature cache has too little free space (checked before any work)."""
+
+
 # ---------------------------------------------------------------------------------------------- keys
 def encoder_cache_config(encoder: nn.Module) -> dict[str, Any]:
     """Everything about a :class:`~sam_cffnet.models.encoders.sam.SAMEncoder` that changes its features.
 
     Raises:
-        ValueError: the encoder has trainable parts (band projection, injector): its features change during
+        ConfigError: the encoder has trainable parts (band projection, injector): its features change during
             training and cannot be cached.
     """
     if getattr(encoder, 'has_trainable_parameters', False):
-        raise ValueError(
+        raise ConfigError(
             'the encoder has trainable parameters (band_adapter=project or a block injector such as TransLandSeg); '
             'its features change during training and cannot be cached: train without the feature cache, or use '
             "band_adapter='select'"
@@ -172,7 +177,7 @@ def check_disk_space(folder: str | os.PathLike[str], needed: int, margin: float 
         The free bytes.
 
     Raises:
-        OSError: not enough space (the message gives both sizes).
+        DiskSpaceError: not enough space (the message gives both sizes; an ``OSError``).
     """
     folder = Path(folder)
     probe = folder
@@ -180,7 +185,7 @@ def check_disk_space(folder: str | os.PathLike[str], needed: int, margin: float 
         probe = probe.parent
     free = shutil.disk_usage(probe).free
     if free < needed * margin:
-        raise OSError(
+        raise DiskSpaceError(
             f'not enough disk space for the feature cache in {folder}: needs {format_bytes(needed)} '
             f'(+{round(100 * (margin - 1))} % margin), {format_bytes(free)} free; choose another --output/cache_dir, '
             f'a smaller encoder_input_size, or fewer tiles'
@@ -206,6 +211,9 @@ class FeatureCacheWriter:
         key: the cache key (:func:`cache_key`).
         level_shapes: per-tile shape (C, h, w) of every feature level.
         overwrite: replace an existing folder.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is False.
     """
 
     def __init__(
@@ -218,7 +226,7 @@ class FeatureCacheWriter:
         self.path = Path(path)
         if self.path.exists():
             if not overwrite:
-                raise FileExistsError(f'{self.path} exists; pass overwrite=True (--overwrite) to replace it')
+                raise OutputExistsError(f'{self.path} exists; pass overwrite=True (--overwrite) to replace it')
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True)
         self.key = key

@@ -30,6 +30,8 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..datamodules.base import STAGE_SPLITS
+from ..errors import ConfigError
 from .cache import (
     HEADER,
     CacheError,
@@ -41,11 +43,9 @@ from .cache import (
     find_cache,
     tile_hash,
 )
-from .extract import SPLITS, extract_split, split_datasets
+from .extract import extract_split, split_datasets
 
 __all__ = ['CachedFeatureDataModule', 'CachedTiles']
-
-_STAGE_SPLITS = {'fit': ('train', 'val'), 'validate': ('val',), 'test': ('test',), 'predict': ('predict',)}
 
 
 class CachedTiles(Dataset[dict[str, Tensor]]):
@@ -112,7 +112,7 @@ class CachedFeatureDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         if getattr(datamodule, 'augment', False):
-            raise ValueError(
+            raise ConfigError(
                 'the feature cache supports no augmentation (flips/rotations of a tile do not map exactly onto its '
                 'cached ViT features); set augment: false on the wrapped datamodule or train without the cache'
             )
@@ -155,7 +155,7 @@ class CachedFeatureDataModule(LightningDataModule):
         module = getattr(self.trainer, 'lightning_module', None) if self.trainer is not None else None
         encoder = getattr(getattr(module, 'model', None), 'encoder', None)
         if encoder is None or not hasattr(encoder, 'fingerprint'):
-            raise ValueError(
+            raise ConfigError(
                 'CachedFeatureDataModule needs the frozen SAM encoder the head is trained on: use it with a '
                 'SAM-based model in a Trainer, or pass encoder='
             )
@@ -171,7 +171,7 @@ class CachedFeatureDataModule(LightningDataModule):
     def setup(self, stage: str) -> None:
         """Set up the wrapped datamodule and attach (building if allowed) the caches of the stage's splits."""
         encoder = self._encoder()
-        splits = _STAGE_SPLITS.get(stage, ())
+        splits = STAGE_SPLITS.get(stage, ())
         raw = split_datasets(self.datamodule, splits)
         enc_config = encoder_cache_config(encoder)
         data_config = datamodule_cache_config(self.datamodule)
@@ -189,7 +189,7 @@ class CachedFeatureDataModule(LightningDataModule):
                 self._rebuilt.add(split)
             self.caches[split] = FeatureCache(path, self.verify)
             wrapped = CachedTiles(dataset, self.caches[split], self.check_tiles)
-            setattr(self.datamodule, SPLITS[split][1], wrapped)
+            setattr(self.datamodule, f'{split}_dataset', wrapped)
 
     # ------------------------------------------------------------------ loaders and batches
     def train_dataloader(self) -> DataLoader[dict[str, Tensor]]:

@@ -26,6 +26,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from ..datamodules.base import STAGE_SPLITS
+from ..errors import ConfigError, DataError, MissingFileError, OutputExistsError
 from .cache import (
     HEADER,
     FeatureCacheWriter,
@@ -40,7 +42,7 @@ from .cache import (
 )
 
 __all__ = [
-    'SPLITS',
+    'SPLIT_NAMES',
     'ImageFolder',
     'build_parser',
     'extract_dataset',
@@ -49,31 +51,36 @@ __all__ = [
     'split_datasets',
 ]
 
-#: split name -> (datamodule stage, dataset attribute).
-SPLITS: dict[str, tuple[str, str]] = {
-    'train': ('fit', 'train_dataset'),
-    'val': ('fit', 'val_dataset'),
-    'test': ('test', 'test_dataset'),
-    'predict': ('predict', 'predict_dataset'),
-}
+#: Split names, in the order of the datamodules' stage table (``STAGE_SPLITS``).
+SPLIT_NAMES: tuple[str, ...] = tuple(dict.fromkeys(s for splits in STAGE_SPLITS.values() for s in splits))
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff')
 
 
 def split_datasets(datamodule: Any, splits: Sequence[str]) -> dict[str, Dataset[dict[str, Tensor]]]:
     """The raw datasets of ``splits`` (``train``, ``val``, ``test``, ``predict``), after the datamodule's setup.
 
+    Each split is set up through the first Lightning stage that uses it (``STAGE_SPLITS``: train and val through
+    ``fit``) and read from the datamodule's ``<split>_dataset`` attribute.
+
+    Args:
+        datamodule: a landslide datamodule.
+        splits: split names.
+
+    Returns:
+        ``{split: dataset}``.
+
     Raises:
-        ValueError: unknown split name, or a split the datamodule does not have.
+        ConfigError: unknown split name, or a split the datamodule does not have.
     """
     out = {}
     for split in splits:
-        if split not in SPLITS:
-            raise ValueError(f'unknown split {split!r}; choose from {list(SPLITS)}')
-        stage, attr = SPLITS[split]
+        stage = next((stage for stage, names in STAGE_SPLITS.items() if split in names), None)
+        if stage is None:
+            raise ConfigError(f'unknown split {split!r}; choose from {list(SPLIT_NAMES)}')
         datamodule.setup(stage)
-        dataset = getattr(datamodule, attr, None)
+        dataset = getattr(datamodule, f'{split}_dataset', None)
         if dataset is None:
-            raise ValueError(f'{type(datamodule).__name__} has no {split} split')
+            raise ConfigError(f'{type(datamodule).__name__} has no {split} split')
         out[split] = dataset
     return out
 
@@ -122,13 +129,17 @@ def extract_dataset(
 
     Returns:
         The cache folder.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is False.
+        DiskSpaceError: too little free space for the cache.
     """
     from tqdm.auto import tqdm
 
     path = Path(path)
     if path.exists() and not overwrite:
         state = 'a finished' if (path / HEADER).exists() else 'an UNFINISHED (interrupted?)'
-        raise FileExistsError(f'{path} holds {state} feature cache; pass overwrite=True (--overwrite) to replace it')
+        raise OutputExistsError(f'{path} holds {state} feature cache; pass overwrite=True (--overwrite) to replace it')
     n = len(dataset)
     if n != key['num_tiles']:
         raise ValueError(f'the key announces {key["num_tiles"]} tiles, the dataset has {n}')
@@ -192,6 +203,9 @@ def extract_split(
 
     Returns:
         The cache folder.
+
+    Raises:
+        OutputExistsError: an unfinished cache with this key exists and ``overwrite`` is False.
     """
     if dataset is None:
         dataset = split_datasets(datamodule, [split])[split]
@@ -202,7 +216,7 @@ def extract_split(
         return path
     unfinished = path.exists() and not (path / HEADER).exists()
     if unfinished and not overwrite:
-        raise FileExistsError(
+        raise OutputExistsError(
             f'{path} holds an UNFINISHED (interrupted?) feature cache; pass --overwrite to rebuild it'
         )
     tile = int(datamodule.tile_size)
@@ -222,15 +236,18 @@ class ImageFolder(Dataset[dict[str, Tensor]]):
     Args:
         folder: the folder (not recursive).
         scale: multiplies the pixel values (default 1/255: 8-bit images to [0, 1], the reference convention).
+
+    Raises:
+        MissingFileError: ``folder`` is not a folder or holds no image.
     """
 
     def __init__(self, folder: str | os.PathLike[str], scale: float = 1 / 255) -> None:
         self.folder = Path(folder)
         if not self.folder.is_dir():
-            raise FileNotFoundError(f'{self.folder}: not a folder of images')
+            raise MissingFileError(f'{self.folder}: not a folder of images')
         self.files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.files:
-            raise FileNotFoundError(f'{self.folder}: no images ({", ".join(IMAGE_SUFFIXES)})')
+            raise MissingFileError(f'{self.folder}: no images ({", ".join(IMAGE_SUFFIXES)})')
         self.scale = float(scale)
 
     def __len__(self) -> int:
@@ -244,7 +261,7 @@ class ImageFolder(Dataset[dict[str, Tensor]]):
             with Image.open(f) as im:
                 arr = np.asarray(im)
         except OSError as err:
-            raise ValueError(f'{f}: cannot read the image ({err})') from err
+            raise DataError(f'{f}: cannot read the image ({err})') from err
         arr = arr[..., None] if arr.ndim == 2 else arr
         return {'image': torch.from_numpy(arr.astype(np.float32) * self.scale).permute(2, 0, 1).contiguous()}
 
@@ -265,6 +282,11 @@ def extract_folder(
 
     Returns:
         The cache folder ``root/folder-<key hash>`` (read it with :class:`~sam_cffnet.features.FeatureCache`).
+
+    Raises:
+        MissingFileError: ``folder`` is not a folder of images.
+        DataError: the images differ in size.
+        OutputExistsError: an unfinished cache with this key exists and ``overwrite`` is False.
     """
     from PIL import Image
 
@@ -275,7 +297,7 @@ def extract_folder(
             sizes.setdefault(im.size[::-1], f)
     if len(sizes) > 1:
         found = ', '.join(f'{s} e.g. {f.name}' for s, f in sizes.items())
-        raise ValueError(f'{folder}: images of several sizes ({found}); use one size per folder')
+        raise DataError(f'{folder}: images of several sizes ({found}); use one size per folder')
     names = [f.name for f in dataset.files]
     data = {'folder': str(Path(folder).resolve()), 'files': names, 'scale': scale}
     key = cache_key(encoder_cache_config(encoder), data, 'folder', len(dataset))
@@ -284,7 +306,7 @@ def extract_folder(
         print(f'feature cache {path} is up to date ({len(dataset)} images)')
         return path
     if path.exists() and not overwrite:
-        raise FileExistsError(
+        raise OutputExistsError(
             f'{path} holds an UNFINISHED (interrupted?) feature cache; pass --overwrite to rebuild it'
         )
     size = next(iter(sizes))
@@ -304,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument('--config', '-c', help='training config (YAML path or shipped recipe name): model + data')
     src.add_argument('--images', help='a folder of images (PNG/JPEG/TIFF) instead of a config')
     p.add_argument('--output', '-o', required=True, help='cache root folder (one sub-folder per split and key)')
-    p.add_argument('--split', nargs='+', default=['train', 'val'], choices=list(SPLITS), help='splits (config mode)')
+    p.add_argument('--split', nargs='+', default=['train', 'val'], choices=SPLIT_NAMES, help='splits (config mode)')
     p.add_argument('--encoder', default='vit_l', help='SAM size for --images (vit_b, vit_l, vit_h, vit_tiny)')
     p.add_argument('--sam-checkpoint', help='SAM checkpoint for --images')
     p.add_argument('--input-size', type=int, default=1024, help='encoder input size for --images (0 = native)')

@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REAL_DATA
 from matplotlib.figure import Figure
 from PIL import Image
 from torchgeo.datasets import DatasetNotFoundError, RGBBandsMissingError
 
 from sam_cffnet.datasets import Bijie, DatasetLayoutError, make_demo_bijie
 
-REAL = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'data' / 'real' / 'bijie'
+REAL = REAL_DATA / 'bijie'
 
 
 def test_getitem(bijie_root: Path) -> None:
@@ -157,3 +158,76 @@ def test_real_samples() -> None:
     # RGB means of these chips are in the range of the dataset-wide statistics (0-255 scale)
     s = ds[3]
     assert 20 < s['image'].mean() < 200
+
+
+# ------------------------------------------------------------------------------------------ label encoding
+def _write_mask(path: Path, array: np.ndarray, mode: str | None = None) -> None:
+    Image.fromarray(array, mode=mode).save(path)
+
+
+def _mask_of(base: Path, name: str = 'df001.png') -> np.ndarray:
+    return np.asarray(Image.open(base / 'landslide' / 'mask' / name))
+
+
+def test_01_mask_is_refused(bijie_root: Path, tmp_path: Path) -> None:
+    # a 0/1 mask read with the documented `> 127` would be all background: stop, naming the file
+    base = _copy(bijie_root, tmp_path)
+    path = base / 'landslide' / 'mask' / 'df003.png'
+    _write_mask(path, (_mask_of(base, 'df003.png') > 0).astype(np.uint8))
+    refused = r'df003\.png: label values \{0, 1\} \(a 0/1 mask\).*\{0, 255\}.*every pixel would be background'
+    with pytest.raises(DatasetLayoutError, match=refused):
+        Bijie(base)
+    ds = Bijie(base, verify=False)  # not checked at construction: caught when the mask is read
+    assert ds[0]['mask'].sum() > 0
+    with pytest.raises(DatasetLayoutError, match=r'df003\.png: label values \{0, 1\}'):
+        ds[2]
+
+
+@pytest.mark.parametrize(
+    ('values', 'match'),
+    [((0, 100), 'every pixel would be background'), ((200, 255), 'every pixel would be landslide'),
+     ((0, 17, 255), r'\{17\} not documented')],
+)  # fmt: skip
+def test_undocumented_mask_values(bijie_root: Path, tmp_path: Path, values: tuple[int, ...], match: str) -> None:
+    base = _copy(bijie_root, tmp_path)
+    mask = np.zeros((20, 24), np.uint8)
+    for i, v in enumerate(values):
+        mask[i :: len(values)] = v
+    _write_mask(base / 'landslide' / 'mask' / 'df001.png', mask)
+    with pytest.raises(DatasetLayoutError, match=rf'df001\.png: .*{match}'):
+        Bijie(base)
+
+
+def test_colour_mask_is_refused(bijie_root: Path, tmp_path: Path) -> None:
+    # red landslides on black: a grey conversion (luma 76 <= 127) would make them background
+    base = _copy(bijie_root, tmp_path)
+    grey = _mask_of(base)
+    rgb = np.zeros((*grey.shape, 3), np.uint8)
+    rgb[..., 0] = grey
+    _write_mask(base / 'landslide' / 'mask' / 'df001.png', rgb)
+    with pytest.raises(DatasetLayoutError, match=r'df001\.png: colour-coded label'):
+        Bijie(base)
+
+
+@pytest.mark.parametrize('encoding', ['rgb', 'rgba', 'palette', '1-bit', 'la'])
+def test_other_png_modes_of_a_0_255_mask(bijie_root: Path, tmp_path: Path, encoding: str) -> None:
+    # the same 0/255 mask saved as grey RGB(A), as a palette PNG (indices 0/1 -> black/white), as a 1-bit PNG or
+    # with an alpha channel gives exactly the labels of the original single-channel file
+    base = _copy(bijie_root, tmp_path)
+    path = base / 'landslide' / 'mask' / 'df001.png'
+    grey = np.asarray(Image.open(path))
+    expected = Bijie(base)[0]['mask']
+    if encoding == 'rgb':
+        _write_mask(path, np.repeat(grey[..., None], 3, -1))
+    elif encoding == 'rgba':
+        _write_mask(path, np.dstack([grey, grey, grey, np.full_like(grey, 255)]))
+    elif encoding == 'la':
+        Image.fromarray(np.dstack([grey, np.full_like(grey, 255)]), mode='LA').save(path)
+    elif encoding == 'palette':
+        im = Image.fromarray((grey > 0).astype(np.uint8), mode='P')
+        im.putpalette([0, 0, 0, 255, 255, 255])
+        im.save(path)
+    else:
+        Image.fromarray(grey > 0).convert('1').save(path)
+    assert Image.open(path).mode == {'rgb': 'RGB', 'rgba': 'RGBA', 'palette': 'P', '1-bit': '1', 'la': 'LA'}[encoding]
+    assert torch.equal(Bijie(base)[0]['mask'], expected) and expected.sum() > 0

@@ -135,3 +135,81 @@ def test_tiled_cache(gvlm_root: Path, tmp_path: Path) -> None:
     before = tif.stat().st_mtime_ns
     GVLM(gvlm_root, tile_size=32, cache_dir=tmp_path / 'cache')  # reused, not rewritten
     assert tif.stat().st_mtime_ns == before
+
+
+# ------------------------------------------------------------------------------------------ label encoding
+def _ref(gvlm_copy: Path, site: str = 'Shimen_China') -> np.ndarray:
+    return np.asarray(Image.open(gvlm_copy / site / 'ref.png'))
+
+
+def test_01_reference_is_refused(gvlm_copy: Path) -> None:
+    # a 0/1 map read with `> 127` would be all background
+    path = gvlm_copy / 'Shimen_China' / 'ref.png'
+    Image.fromarray((_ref(gvlm_copy) > 0).astype(np.uint8)).save(path)
+    with pytest.raises(DatasetLayoutError, match=r'Shimen_China.ref\.png: label values \{0, 1\} \(a 0/1 mask\)'):
+        GVLM(gvlm_copy, tile_size=32)
+    ds = GVLM(gvlm_copy, sites=['Shimen_China'], tile_size=32, verify=False)
+    with pytest.raises(DatasetLayoutError, match=r'Shimen_China.ref\.png: label values \{0, 1\}'):
+        [ds[i] for i in range(len(ds))]  # a window holding landslide pixels
+
+
+def test_palette_reference(gvlm_copy: Path) -> None:
+    # palette PNG with indices 0/1 shown black/white: read through the palette (band 1 alone holds 0/1)
+    grey = GVLM(gvlm_copy, sites=['Shimen_China'], tile_size=32)
+    expected = [grey[i]['mask'] for i in range(len(grey))]
+    im = Image.fromarray((_ref(gvlm_copy) > 0).astype(np.uint8), mode='P')
+    im.putpalette([0, 0, 0, 255, 255, 255])
+    im.save(gvlm_copy / 'Shimen_China' / 'ref.png')
+    ds = GVLM(gvlm_copy, sites=['Shimen_China'], tile_size=32)
+    assert all(torch.equal(ds[i]['mask'], expected[i]) for i in range(len(ds)))
+    assert sum(int(m.sum()) for m in expected) > 0
+
+
+def test_rgb_reference(gvlm_copy: Path, tmp_path: Path) -> None:
+    grey = _ref(gvlm_copy)
+    first = GVLM(gvlm_copy, sites=['Shimen_China'], tile_size=32)
+    expected = [first[i]['mask'] for i in range(len(first))]
+    path = gvlm_copy / 'Shimen_China' / 'ref.png'
+    Image.fromarray(np.repeat(grey[..., None], 3, -1)).save(path)  # grey stored as RGB: fine
+    for cache in (None, tmp_path / 'cache'):
+        ds = GVLM(gvlm_copy, sites=['Shimen_China'], tile_size=32, cache_dir=cache)
+        assert all(torch.equal(ds[i]['mask'], expected[i]) for i in range(len(ds)))
+    green = np.zeros((*grey.shape, 3), np.uint8)
+    green[..., 1] = grey  # band 1 alone would be all background
+    Image.fromarray(green).save(path)
+    with pytest.raises(DatasetLayoutError, match=r'Shimen_China.ref\.png: colour-coded label'):
+        GVLM(gvlm_copy, tile_size=32)
+    ds = GVLM(gvlm_copy, sites=['Shimen_China'], tile_size=32, verify=False)
+    with pytest.raises(DatasetLayoutError, match='colour-coded'):
+        [ds[i] for i in range(len(ds))]
+
+
+def test_intermediate_reference_values_warn(gvlm_copy: Path) -> None:
+    # anti-aliased edges: read with `> 127` and said once
+    ref = _ref(gvlm_copy).copy()
+    ref[ref.shape[0] // 3 - 1, :] = 128
+    Image.fromarray(ref).save(gvlm_copy / 'Shimen_China' / 'ref.png')
+    said = r'Shimen_China.ref\.png: label values \{0, 128, 255\}: \{128\} not documented'
+    with pytest.warns(UserWarning, match=said):
+        ds = GVLM(gvlm_copy, sites=['Shimen_China'], tile_size=32)
+    s = ds.read_window('Shimen_China', 0, 0, 96, 50)
+    assert torch.equal(s['mask'], torch.from_numpy((ref > 127).astype(np.int64)))
+
+
+def test_reference_check_streams(tmp_path: Path) -> None:
+    # the construction-time check reads the map by strips: peak memory is a fraction of the decoded scene
+    import tracemalloc
+
+    from sam_cffnet.datasets.utils import raster_label_values
+
+    h, w = 2048, 1536
+    ref = np.zeros((h, w), np.uint8)
+    ref[300:900, 200:700] = 255
+    path = tmp_path / 'ref.png'
+    Image.fromarray(ref).save(path)
+    tracemalloc.start()
+    values = raster_label_values(path, strip_rows=128)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert values.tolist() == [0, 255]
+    assert peak < h * w / 4, f'peak {peak} bytes for a {h * w}-byte scene'

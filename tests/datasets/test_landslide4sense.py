@@ -1,18 +1,20 @@
 """Tests for the Landslide4Sense dataset."""
 
 import shutil
+import warnings
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import REAL_DATA
 from matplotlib.figure import Figure
 from torchgeo.datasets import DatasetNotFoundError, RGBBandsMissingError
 
 from sam_cffnet.datasets import DatasetLayoutError, Landslide4Sense
 
-REAL = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'data' / 'real' / 'landslide4sense'
+REAL = REAL_DATA / 'landslide4sense'
 
 
 def test_train(l4s_root: Path) -> None:
@@ -168,3 +170,65 @@ def test_real_samples() -> None:
         assert img[9].max() < 60  # B10 cirrus up to ~50
         assert img[12].max() < 4 and img[13].max() < 5  # slope 0..3.6, DEM 0.1..4.4
     assert Landslide4Sense(REAL, split='test', bands='rgb')[0]['image'].shape == (3, 128, 128)
+
+
+# ------------------------------------------------------------------------------------------ label encoding
+def _write_mask(root: Path, n: int, mask: np.ndarray, split: str = 'TrainData') -> Path:
+    path = root / split / 'mask' / f'mask_{n}.h5'
+    with h5py.File(path, 'w') as f:
+        f.create_dataset('mask', data=mask)
+    return path
+
+
+def _pattern(a: float, b: float, dtype: type = np.uint8) -> np.ndarray:
+    mask = np.full((16, 16), a, dtype=dtype)
+    mask[4:9, 2:12] = b
+    return mask
+
+
+def test_mask_1_2_is_refused(l4s_copy: Path) -> None:
+    # background coded 1, landslide 2: `> 0` would make every pixel landslide
+    _write_mask(l4s_copy, 7, _pattern(1, 2))
+    with pytest.raises(DatasetLayoutError, match=r'mask_7\.h5: label values \{1, 2\}.*every pixel would be landslide'):
+        Landslide4Sense(l4s_copy)
+    ds = Landslide4Sense(l4s_copy, verify=False)  # caught when the mask is read
+    assert ds[0]['mask'].max() <= 1
+    with pytest.raises(DatasetLayoutError, match=r'mask_7\.h5'):
+        ds[6]
+
+
+@pytest.mark.parametrize('dtype', [np.uint8, np.float32, np.float64])
+def test_mask_0_255_is_read_with_a_warning(l4s_copy: Path, dtype: type) -> None:
+    _write_mask(l4s_copy, 2, _pattern(0, 255, dtype))
+    _write_mask(l4s_copy, 5, _pattern(0, 255, dtype))
+    with pytest.warns(UserWarning, match=r'mask_2\.h5: label values \{0, 255\}.*documented as \{0, 1\}.*1 more'):
+        ds = Landslide4Sense(l4s_copy)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # told once at construction, not again for every read
+        assert torch.equal(ds[1]['mask'], torch.from_numpy(_pattern(0, 1).astype(np.int64)))
+        ds[4]
+    unchecked = Landslide4Sense(l4s_copy, verify=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        epoch = [unchecked[i]['mask'] for i in range(len(unchecked))]
+    assert [str(w.message).split(':')[0] for w in caught] == [str(l4s_copy / 'TrainData' / 'mask' / 'mask_2.h5')]
+    assert torch.equal(epoch[4], torch.from_numpy(_pattern(0, 1).astype(np.int64)))
+
+
+def test_float_masks(l4s_copy: Path) -> None:
+    _write_mask(l4s_copy, 1, _pattern(0.0, 1.0, np.float32))
+    assert Landslide4Sense(l4s_copy)[0]['mask'].sum() == 50
+    _write_mask(l4s_copy, 1, _pattern(0.0, 0.5, np.float32))  # soft labels: `> 0` would make 0.5 landslide
+    with pytest.raises(DatasetLayoutError, match=r'mask_1\.h5: label values \{0, 0\.5\}: \{0\.5\} not documented'):
+        Landslide4Sense(l4s_copy)
+
+
+def test_nan_in_mask(l4s_copy: Path) -> None:
+    mask = _pattern(0.0, 1.0, np.float32)
+    mask[0, 0] = np.nan
+    _write_mask(l4s_copy, 1, mask, 'ValidData')
+    with pytest.warns(RuntimeWarning, match=r'mask_1\.h5: 1 NaN/inf values replaced by 0'):
+        s = Landslide4Sense(l4s_copy, split='val')[0]
+    assert s['mask'][0, 0] == 0 and s['mask'].sum() == 50
+    with pytest.raises(DatasetLayoutError, match=r'mask_1\.h5: 1 NaN/inf'):
+        Landslide4Sense(l4s_copy, split='val', nan_policy='error')

@@ -65,3 +65,29 @@ def test_plot(reference_root: Path) -> None:
     assert isinstance(ds.plot(s), Figure)
     with pytest.raises(RGBBandsMissingError):
         ds.plot({'image': s['image'][:1], 'mask': s['mask']})
+
+
+def _write(path: Path, label: np.ndarray) -> None:
+    with h5py.File(path, 'w') as f:
+        f.create_dataset('image', data=np.zeros((*label.shape, 3), np.uint8))
+        f.create_dataset('label', data=label)
+
+
+def test_01_label_is_refused(reference_root: Path, tmp_path: Path) -> None:
+    # the authors binarize with `label > 128`: a 0/1 label would be all background
+    root = tmp_path / 'r'
+    shutil.copytree(reference_root, root)
+    label = np.zeros((32, 32), np.uint8)
+    label[:10] = 1
+    _write(root / 'val' / 'z_bad.h5', label)
+    with pytest.raises(DatasetLayoutError, match=r'z_bad\.h5: label values \{0, 1\} \(a 0/1 mask\).*> 128'):
+        ReferenceTiles(root, 'val')
+    ds = ReferenceTiles(root, 'val', verify=False)
+    assert ds[0]['mask'].sum() > 0
+    with pytest.raises(DatasetLayoutError, match=r'z_bad\.h5: label values \{0, 1\}'):
+        ds[3]
+    _write(root / 'val' / 'z_bad.h5', np.full((32, 32), 200, np.uint8))  # `> 128` everywhere, yet not 255
+    with pytest.raises(DatasetLayoutError, match=r'z_bad\.h5: label values \{200\}.*every pixel would be landslide'):
+        ReferenceTiles(root, 'val')
+    _write(root / 'val' / 'z_bad.h5', np.full((32, 32), 255, np.uint8))  # a tile that is all landslide: fine
+    assert ReferenceTiles(root, 'val')[3]['mask'].all()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,15 +26,6 @@ from sam_cffnet.models.sam_ablations import FeatureNeck
 
 ABLATIONS = ['sam_mask_decoder', 'sam_psp', 'sam_aspp', 'sam_lawin']
 TINY = {'variant': 'vit_tiny', 'input_size': 128}  # 8 x 8 feature grid (a whole Lawin patch)
-
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread() -> Iterator[None]:
-    # tiny models: intra-op threads only add contention on a shared CPU
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='module')

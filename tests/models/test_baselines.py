@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,23 +20,9 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread() -> Iterator[None]:
-    # tiny models: intra-op threads only add contention on a shared CPU (20-40x slower under load)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope='module')
-def models() -> dict[str, torch.nn.Module]:
-    return {name: build_model(name, in_channels=4, **args) for name, args in TINY.items()}
-
-
 @pytest.mark.parametrize('name', list(TINY))
-def test_forward_backward_any_tile(name: str, models: dict[str, torch.nn.Module]) -> None:
-    model = models[name].train()
+def test_forward_backward_any_tile(name: str) -> None:
+    model = build_model(name, in_channels=4, **TINY[name]).train()
     x = torch.rand(2, 4, 48, 40)  # not a multiple of 32: padded inside, cropped back
     out = model(x)
     assert out.shape == (2, 1, 48, 40)

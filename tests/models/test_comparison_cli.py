@@ -3,7 +3,6 @@ composed with a dataset recipe, shrunk to tiny sizes by dotted overrides, one fa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,15 +25,6 @@ TINY = {
     'sam_aspp': SAM_TINY,
     'sam_lawin': {**SAM_TINY, 'head_channels': 64, 'heads': [8, 4, 2]},
 }
-
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread() -> Iterator[None]:
-    # tiny models: intra-op threads only add contention on a shared CPU (20-40x slower under load)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_every_model_has_a_config() -> None:

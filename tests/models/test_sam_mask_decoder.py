@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,15 +17,6 @@ from sam_cffnet.models.decoders.sam_mask_decoder import (
 
 #: SAM ViT-L's mask decoder (4,058,340) plus the 256-d no-mask embedding.
 SAM_DECODER_PARAMS = 4_058_340
-
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest single-threaded (and do not fight over the shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def official_sam_state(embed_dim: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from segment_anything.modeling.common import LayerNorm2d, MLPBlock
 from torch import Tensor, nn
 
+from ...errors import ConfigError
+
 __all__ = ['ASPP', 'CFFD', 'CFFM', 'FAM', 'SFE', 'AttentionGate', 'BottleneckASPP', 'EPSABlock', 'PSAModule']
 
 
@@ -289,7 +291,7 @@ class CFFD(nn.Module):
     def __init__(self, in_channels: int = 1024, channels: int = 256, shallow_channels: int = 64, shared: bool = True):
         super().__init__()
         if channels % 64:
-            raise ValueError(f'channels must be a multiple of 64 (EPSA groups), got {channels}')
+            raise ConfigError(f'channels must be a multiple of 64 (EPSA groups), got {channels}')
         self.cffm = CFFM(in_channels, channels, 4, shared)
         self.merge = nn.Sequential(nn.Conv2d(4 * channels, channels, 1, bias=True), BottleneckASPP(channels, 64))
         self.sfe = SFE(3, channels, shallow_channels)

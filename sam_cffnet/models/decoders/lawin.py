@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...errors import ConfigError
 from .psp import conv_bn_relu
 
 __all__ = ['LawinASPP', 'LawinAttention', 'LawinHead', 'lawin_context', 'window_partition', 'window_unpartition']
@@ -61,7 +62,7 @@ def lawin_context(x: Tensor, patch: int, ratio: int) -> Tensor:
         (B * H/P * W/P) x C x P x P, in :func:`window_partition` order.
     """
     if patch % ratio or ((ratio - 1) * patch) % 2:
-        raise ValueError(f'the patch size ({patch}) must be a multiple of the window ratio ({ratio})')
+        raise ConfigError(f'the patch size ({patch}) must be a multiple of the window ratio ({ratio})')
     b, c = x.shape[:2]
     pad = (ratio - 1) * patch // 2
     pooled = F.avg_pool2d(F.pad(x, (pad, pad, pad, pad)), ratio, ratio)
@@ -86,7 +87,7 @@ class LawinAttention(nn.Module):
         super().__init__()
         inner = channels // reduction
         if inner % heads or channels % heads:
-            raise ValueError(f'{heads} heads do not divide the widths {channels} / {inner}')
+            raise ConfigError(f'{heads} heads do not divide the widths {channels} / {inner}')
         self.heads = heads
         self.inner = inner
         n = patch * patch
@@ -145,7 +146,7 @@ class LawinASPP(nn.Module):
     ) -> None:
         super().__init__()
         if len(ratios) != len(heads):
-            raise ValueError('give one head count per window ratio')
+            raise ConfigError('give one head count per window ratio')
         self.patch = patch
         self.ratios = tuple(ratios)
         self.short_path = conv_bn_relu(channels, channels, 1)

@@ -38,6 +38,7 @@ from segment_anything.modeling.prompt_encoder import PositionEmbeddingRandom
 from torch import Tensor, nn
 
 from ...checkpoint import WEIGHT_FILE_ARGS, load_checkpoint_file
+from ...errors import CheckpointError, ConfigError
 
 __all__ = [
     'PROMPT_EMBEDDING_KEYS',
@@ -102,7 +103,7 @@ class PromptFreeMaskDecoder(nn.Module):
     ) -> None:
         super().__init__()
         if transformer_dim % 2:
-            raise ValueError(f'transformer_dim must be even (sin/cos positional encoding), got {transformer_dim}')
+            raise ConfigError(f'transformer_dim must be even (sin/cos positional encoding), got {transformer_dim}')
         self.transformer_dim = transformer_dim
         self.mask_decoder = MaskDecoder(
             transformer_dim=transformer_dim,
@@ -141,12 +142,12 @@ class PromptFreeMaskDecoder(nn.Module):
             The names (relative to this module) of the tensors that were loaded.
 
         Raises:
-            ValueError: the checkpoint holds no SAM mask decoder, or one of another size.
+            CheckpointError: the checkpoint holds no SAM mask decoder, or one of another size.
         """
         state, name = _read_state(source)
         weights = {k[len('mask_decoder.') :]: v for k, v in state.items() if k.startswith('mask_decoder.')}
         if not weights:
-            raise ValueError(
+            raise CheckpointError(
                 f'{name}: no SAM mask decoder found (expected keys like mask_decoder.iou_token.weight, as in the '
                 f'official sam_vit_{{b,l,h}}_*.pth files)'
             )
@@ -156,7 +157,7 @@ class PromptFreeMaskDecoder(nn.Module):
         if not reference_random_prompt_pe:
             missing = [k for k in PROMPT_EMBEDDING_KEYS if k not in state]
             if missing:
-                raise ValueError(
+                raise CheckpointError(
                     f'{name}: SAM prompt-encoder weights {missing} are missing; pass reference_random_prompt_pe=True '
                     f'to keep a random positional encoding and learn no_mask_embed from scratch'
                 )
@@ -173,12 +174,12 @@ class PromptFreeMaskDecoder(nn.Module):
             expected = {k: v for k, v in expected.items() if k in weights}
         missing = sorted(set(expected) - set(weights))
         if missing:
-            raise ValueError(f'{name}: SAM mask decoder weights are incomplete, missing {prefix}{missing[0]} ...')
+            raise CheckpointError(f'{name}: SAM mask decoder weights are incomplete, missing {prefix}{missing[0]} ...')
         for k, v in weights.items():
             if k not in expected:
-                raise ValueError(f'{name}: unexpected mask decoder tensor {prefix}{k}')
+                raise CheckpointError(f'{name}: unexpected mask decoder tensor {prefix}{k}')
             if tuple(v.shape) != tuple(expected[k].shape):
-                raise ValueError(
+                raise CheckpointError(
                     f'{name}: {prefix}{k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)} '
                     f'(a SAM decoder of another width?)'
                 )
@@ -256,18 +257,18 @@ def load_sam_neck(neck: nn.Module, source: str | os.PathLike[str] | Mapping[str,
     """Load SAM's neck weights into ``neck`` (built by :func:`build_sam_neck`).
 
     Raises:
-        ValueError: no neck in the checkpoint, or one of other sizes.
+        CheckpointError: no neck in the checkpoint, or one of other sizes.
     """
     state, name = _read_state(source)
     weights = sam_neck_filter(state)
     if not weights:
-        raise ValueError(f'{name}: no SAM neck found (expected keys image_encoder.neck.*, as in sam_vit_*.pth)')
+        raise CheckpointError(f'{name}: no SAM neck found (expected keys image_encoder.neck.*, as in sam_vit_*.pth)')
     expected = neck.state_dict()
     if set(weights) != set(expected):
-        raise ValueError(f'{name}: SAM neck keys {sorted(weights)} do not match {sorted(expected)}')
+        raise CheckpointError(f'{name}: SAM neck keys {sorted(weights)} do not match {sorted(expected)}')
     for k, v in weights.items():
         if tuple(v.shape) != tuple(expected[k].shape):
-            raise ValueError(
+            raise CheckpointError(
                 f'{name}: neck.{k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)} (another SAM size?)'
             )
     neck.load_state_dict(weights, strict=True)

@@ -23,13 +23,15 @@ The options are applied to an existing :class:`~sam_cffnet.models.encoders.sam.S
 from __future__ import annotations
 
 import types
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from segment_anything.modeling.image_encoder import Attention, get_rel_pos
 from torch import Tensor, nn
+
+from ...errors import ConfigError
 
 __all__ = [
     'AttentionMode',
@@ -63,13 +65,9 @@ class EncoderSpeedOptions:
 
     def __post_init__(self) -> None:
         if self.attention not in ('reference', 'sdpa'):
-            raise ValueError(f"attention must be 'reference' or 'sdpa', got {self.attention!r}")
+            raise ConfigError(f"attention must be 'reference' or 'sdpa', got {self.attention!r}")
         if self.autocast not in ('none', 'bf16'):
-            raise ValueError(f"autocast must be 'none' or 'bf16', got {self.autocast!r}")
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain-JSON form (for cache keys and logs)."""
-        return asdict(self)
+            raise ConfigError(f"autocast must be 'none' or 'bf16', got {self.autocast!r}")
 
 
 def sdpa_attention(

@@ -27,6 +27,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from ...errors import ConfigError
+
 __all__ = ['ClassQueues', 'ema_update', 'gather_keys', 'hyperpixel_infonce']
 
 
@@ -97,7 +99,7 @@ class ClassQueues(nn.Module):
     def __init__(self, num_classes: int = 2, size: int = 4096, dim: int = 128) -> None:
         super().__init__()
         if size < 1 or dim < 1:
-            raise ValueError(f'queue size and dim must be >= 1, got {size}, {dim}')
+            raise ConfigError(f'queue size and dim must be >= 1, got {size}, {dim}')
         self.num_classes = num_classes
         self.size = size
         self.dim = dim
@@ -170,7 +172,7 @@ def hyperpixel_infonce(
         ``queries``) when there is none.
     """
     if positive not in ('class', 'self'):
-        raise ValueError(f"positive must be 'class' or 'self', got {positive!r}")
+        raise ConfigError(f"positive must be 'class' or 'self', got {positive!r}")
     bank = torch.cat([keys.detach(), candidates.detach()]).to(queries.dtype)
     bank_labels = torch.cat([key_labels, candidate_labels])
     logits = queries @ bank.t() / temperature  # N x (N + M)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...errors import ConfigError
 from .terrain import terrain_channels, terrain_stack
 
 __all__ = ['DEMBranch']
@@ -63,15 +64,17 @@ class DEMBranch(nn.Module):
     ) -> None:
         super().__init__()
         if in_channels < 1:
-            raise ValueError(f'dem in_channels must be >= 1, got {in_channels}')
+            raise ConfigError(f'dem in_channels must be >= 1, got {in_channels}')
         if elevation_channel is not None and not 0 <= elevation_channel < in_channels:
-            raise ValueError(f'elevation_channel must be in [0, {in_channels - 1}] or None, got {elevation_channel}')
+            raise ConfigError(f'elevation_channel must be in [0, {in_channels - 1}] or None, got {elevation_channel}')
         if elevation_channel is None and terrain_features:
-            raise ValueError('terrain_features need an elevation channel: set elevation_channel or terrain_features=[]')
+            raise ConfigError(
+                'terrain_features need an elevation channel: set elevation_channel or terrain_features=[]'
+            )
         if input_norm not in ('batch', 'none'):
-            raise ValueError(f"input_norm must be 'batch' or 'none', got {input_norm!r}")
+            raise ConfigError(f"input_norm must be 'batch' or 'none', got {input_norm!r}")
         if not channels:
-            raise ValueError('channels must list at least one stage width')
+            raise ConfigError('channels must list at least one stage width')
         self.in_channels = in_channels
         self.elevation_channel = elevation_channel
         self.terrain_features = tuple(terrain_features)
@@ -79,7 +82,7 @@ class DEMBranch(nn.Module):
         kept = in_channels - (1 if elevation_channel is not None else 0)
         self.cnn_in_channels = kept + (terrain_channels(self.terrain_features) if self.terrain_features else 0)
         if self.cnn_in_channels < 1:
-            raise ValueError('the DEM branch has no input: keep the elevation (terrain_features) or another channel')
+            raise ConfigError('the DEM branch has no input: keep the elevation (terrain_features) or another channel')
         self.out_channels = out_channels
         self.input_norm = nn.BatchNorm2d(self.cnn_in_channels) if input_norm == 'batch' else nn.Identity()
         stages: list[nn.Module] = []
@@ -93,7 +96,7 @@ class DEMBranch(nn.Module):
     def terrain(self, dem: Tensor) -> Tensor:
         """The CNN input: kept channels, then the derived terrain features (B x cnn_in_channels x T x T)."""
         if dem.ndim != 4 or dem.shape[1] != self.in_channels:
-            raise ValueError(
+            raise ConfigError(
                 f'the DEM branch takes batch["dem"] of shape B x {self.in_channels} x H x W, got {tuple(dem.shape)}; '
                 f"set dem_in_channels to the datamodule's DEM channels (Bijie 1, Landslide4Sense 2) and "
                 f'data dem_mode: separate'

@@ -20,6 +20,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from ...errors import ConfigError
+
 __all__ = ['FUSION_MODES', 'ConcatFusion', 'GatedFusion', 'build_fusion']
 
 FusionMode = Literal['concat', 'gated', 'none']
@@ -78,7 +80,7 @@ def build_fusion(mode: FusionMode, channels: int, dem_channels: int) -> nn.Modul
     """One level's fusion module (``None`` for ``'none'``).
 
     Raises:
-        ValueError: an unknown mode.
+        ConfigError: an unknown mode.
     """
     if mode == 'concat':
         return ConcatFusion(channels, dem_channels)
@@ -86,4 +88,4 @@ def build_fusion(mode: FusionMode, channels: int, dem_channels: int) -> nn.Modul
         return GatedFusion(channels, dem_channels)
     if mode == 'none':
         return None
-    raise ValueError(f'fusion must be one of {FUSION_MODES}, got {mode!r}')
+    raise ConfigError(f'fusion must be one of {FUSION_MODES}, got {mode!r}')

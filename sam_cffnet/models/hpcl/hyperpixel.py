@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...errors import ConfigError
+
 __all__ = ['HyperPixelizer', 'HyperPixels', 'boundary_band', 'sample_hyperpixels', 'slic_superpixels']
 
 
@@ -184,11 +186,11 @@ class HyperPixelizer(nn.Module):
     ) -> None:
         super().__init__()
         if mode not in ('grid', 'superpixel'):
-            raise ValueError(f"hyperpixel mode must be 'grid' or 'superpixel', got {mode!r}")
+            raise ConfigError(f"hyperpixel mode must be 'grid' or 'superpixel', got {mode!r}")
         if size < 1 or num_superpixels < 1 or superpixel_resolution < 2:
-            raise ValueError('hyperpixel size, num_superpixels must be >= 1 and superpixel_resolution >= 2')
+            raise ConfigError('hyperpixel size, num_superpixels must be >= 1 and superpixel_resolution >= 2')
         if not 0.0 < label_threshold < 1.0 or not 0.5 <= min_purity <= 1.0:
-            raise ValueError(f'need 0 < label_threshold < 1 and 0.5 <= min_purity <= 1, got {label_threshold}, '
+            raise ConfigError(f'need 0 < label_threshold < 1 and 0.5 <= min_purity <= 1, got {label_threshold}, '
                              f'{min_purity}')  # fmt: skip
         self.mode = mode
         self.size = int(size)

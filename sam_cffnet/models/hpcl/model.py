@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...errors import ConfigError
 from ..base import count_parameters
 from ..decoders.cffd import CFFD
 from ..registry import register_model
@@ -147,21 +148,21 @@ class HPCLNet(SAMSegmenter):
         enc = self.encoder
         self.decoder = CFFD(enc.embed_dim, decoder_channels, 64, shared)
         if fusion not in FUSION_MODES:
-            raise ValueError(f'fusion must be one of {FUSION_MODES}, got {fusion!r}')
+            raise ConfigError(f'fusion must be one of {FUSION_MODES}, got {fusion!r}')
         num_levels = len(enc.out_indices)
         levels = sorted({int(i) for i in fusion_levels})
         if not levels or levels[0] < 0 or levels[-1] >= num_levels:
-            raise ValueError(f'fusion_levels must be indices in [0, {num_levels - 1}], got {list(fusion_levels)}')
+            raise ConfigError(f'fusion_levels must be indices in [0, {num_levels - 1}], got {list(fusion_levels)}')
         if contrast_source not in ('fused', 'decoder'):
-            raise ValueError(f"contrast_source must be 'fused' or 'decoder', got {contrast_source!r}")
+            raise ConfigError(f"contrast_source must be 'fused' or 'decoder', got {contrast_source!r}")
         if not 0.0 <= momentum <= 1.0 or temperature <= 0 or contrastive_weight < 0:
-            raise ValueError(f'need 0 <= momentum <= 1, temperature > 0, contrastive_weight >= 0; got {momentum}, '
+            raise ConfigError(f'need 0 <= momentum <= 1, temperature > 0, contrastive_weight >= 0; got {momentum}, '
                              f'{temperature}, {contrastive_weight}')  # fmt: skip
         if not 0.0 <= boundary_ratio <= 1.0 or samples_per_class < 1:
-            raise ValueError(f'need 0 <= boundary_ratio <= 1 and samples_per_class >= 1, got {boundary_ratio}, '
+            raise ConfigError(f'need 0 <= boundary_ratio <= 1 and samples_per_class >= 1, got {boundary_ratio}, '
                              f'{samples_per_class}')  # fmt: skip
         if hpcl and contrast_source == 'fused' and fusion == 'none':
-            raise ValueError(
+            raise ConfigError(
                 "contrast_source='fused' with fusion='none' would only train the projection head (the fused features "
                 "are the frozen SAM features); use contrast_source='decoder' or hpcl=false"
             )
@@ -186,7 +187,7 @@ class HPCLNet(SAMSegmenter):
         if contrast_source == 'fused' and (
             not self.contrast_levels or min(self.contrast_levels) < 0 or max(self.contrast_levels) >= num_levels
         ):
-            raise ValueError(f'contrast_levels must be indices in [0, {num_levels - 1}], got {contrast_levels}')
+            raise ConfigError(f'contrast_levels must be indices in [0, {num_levels - 1}], got {contrast_levels}')
         self.temperature = float(temperature)
         self.momentum_value = float(momentum)
         self.positive = positive
@@ -250,7 +251,7 @@ class HPCLNet(SAMSegmenter):
         if dem_branch is None:
             return list(features)
         if dem is None:
-            raise ValueError(
+            raise ConfigError(
                 f"HPCL-Net with fusion={self.fusion_mode!r} needs the DEM: set the datamodule's dem_mode: separate "
                 f"(batch['dem']), or use fusion: none"
             )

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ...errors import ConfigError
+
 __all__ = ['TERRAIN_FEATURES', 'terrain_channels', 'terrain_gradients', 'terrain_stack']
 
 #: Derivable features and the channels each one produces.
@@ -37,11 +39,11 @@ def terrain_channels(features: Sequence[str]) -> int:
     """Number of channels :func:`terrain_stack` returns for ``features`` (``aspect`` gives two).
 
     Raises:
-        ValueError: an unknown feature name.
+        ConfigError: an unknown feature name.
     """
     unknown = [f for f in features if f not in TERRAIN_FEATURES]
     if unknown:
-        raise ValueError(f'unknown terrain features {unknown}; choose from {list(TERRAIN_FEATURES)}')
+        raise ConfigError(f'unknown terrain features {unknown}; choose from {list(TERRAIN_FEATURES)}')
     return sum(TERRAIN_FEATURES[f] for f in features)
 
 
@@ -71,7 +73,7 @@ def terrain_gradients(elevation: Tensor, pixel_size: float = 1.0) -> tuple[Tenso
     if min(elevation.shape[-2:]) < 2:
         raise ValueError(f'elevation needs at least 2 x 2 pixels, got {tuple(elevation.shape[-2:])}')
     if pixel_size <= 0:
-        raise ValueError(f'pixel_size must be positive, got {pixel_size}')
+        raise ConfigError(f'pixel_size must be positive, got {pixel_size}')
     z = _pad_linear(elevation.float())
     kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=z.device) / (8 * pixel_size)
     # d/d(row) with rows growing southwards; dz/dy (northwards) is its negative.
@@ -108,7 +110,7 @@ def terrain_stack(
     """
     terrain_channels(features)
     if not features:
-        raise ValueError('features must name at least one terrain feature')
+        raise ConfigError('features must name at least one terrain feature')
     dzdx, dzdy = terrain_gradients(elevation, pixel_size)
     grad = torch.sqrt(dzdx**2 + dzdy**2)
     slope = torch.atan(grad)
