@@ -14,6 +14,9 @@ import torch
 
 matplotlib.use('agg')
 os.environ.setdefault('PYTHONHASHSEED', '0')
+# Tiny test models gain nothing from threads and lose a lot on a shared 2-core machine; set at import so that
+# module- and session-scoped fixtures run single-threaded too.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 #: Real samples shipped beside the checkout (absent on some machines: tests skip).
@@ -22,7 +25,6 @@ REAL_DATA = (REPO / '..' / 'shared' / 'data' / 'real').resolve()
 
 @pytest.fixture(autouse=True)
 def _seed_and_threads() -> None:
-    # Tiny test models gain nothing from threads, and lose a lot on a shared 2-core machine.
     torch.manual_seed(0)
     torch.set_num_threads(1)
 
