@@ -20,7 +20,7 @@ Staleness is never silent:
   fields that differ);
 * every served tile is hashed and compared to the hash stored at extraction (catches changed files);
 * a missing header (interrupted extraction) or a file whose size differs from the header (truncation) is an error;
-  ``verify='full'`` also checks the checksums.
+  ``integrity='full'`` also checks the checksums.
 
 Augmentation: none is supported on cached features. Flips and 90-degree rotations of a tile do not flip/rotate
 the features of a ViT with absolute position embeddings and relative position biases (the result is not
@@ -304,14 +304,14 @@ class FeatureCache:
 
     Args:
         path: the cache folder.
-        verify: ``'size'`` (default: header present and every file of the size it records, which catches
+        integrity: ``'size'`` (default: header present and every file of the size it records, which catches
             truncation and interrupted extraction) or ``'full'`` (also the blake2b checksums; reads everything).
 
     Raises:
         CacheError: missing/incomplete header, truncated or corrupted file.
     """
 
-    def __init__(self, path: str | os.PathLike[str], verify: Literal['size', 'full'] = 'size') -> None:
+    def __init__(self, path: str | os.PathLike[str], integrity: Literal['size', 'full'] = 'size') -> None:
         self.path = Path(path)
         header_file = self.path / HEADER
         if not header_file.is_file():
@@ -333,7 +333,7 @@ class FeatureCache:
                     f'{f}: {"missing" if size is None else f"{size} bytes"}, the header records {info["bytes"]} bytes '
                     f'(truncated or replaced file); extract again with overwrite'
                 )
-            if verify == 'full' and _file_checksum(f) != info['blake2b']:
+            if integrity == 'full' and _file_checksum(f) != info['blake2b']:
                 raise CacheError(f'{f}: checksum mismatch (corrupted file); extract again with overwrite')
         self.key: dict[str, Any] = self.header['key']
         self.num_tiles = int(self.header['num_tiles'])
@@ -372,7 +372,7 @@ class FeatureCache:
         return f'FeatureCache({str(self.path)!r}, tiles={self.num_tiles}, levels={self.level_shapes})'
 
 
-def find_cache(root: str | os.PathLike[str], key: dict[str, Any], verify: Literal['size', 'full'] = 'size') -> Path:
+def find_cache(root: str | os.PathLike[str], key: dict[str, Any], integrity: Literal['size', 'full'] = 'size') -> Path:
     """The folder of the cache with exactly this key under ``root`` (which need not exist yet).
 
     Returns:
@@ -383,7 +383,7 @@ def find_cache(root: str | os.PathLike[str], key: dict[str, Any], verify: Litera
     """
     path = Path(root) / f'{key["split"]}-{key_hash(key)}'
     if (path / HEADER).exists():
-        cache = FeatureCache(path, verify)
+        cache = FeatureCache(path, integrity)
         if cache.key != _jsonable(key):
             raise CacheError(f'{path}: holds a cache for another key ({", ".join(_diff(cache.key, key)[:6])})')
     return path

@@ -93,7 +93,7 @@ class CachedFeatureDataModule(LightningDataModule):
         overwrite: rebuild the caches even when up to date.
         extract_batch_size: tiles per encoder call when extracting (default: the datamodule's batch size).
         extract_device: ``'auto'`` (the trainer's device, else CPU) or a device name.
-        verify: ``'size'`` (header and file sizes) or ``'full'`` (also checksums) when opening a cache.
+        integrity: ``'size'`` (header and file sizes) or ``'full'`` (also checksums) when opening a cache.
         check_tiles: compare every served tile with the hash stored at extraction.
         encoder: the encoder to key (and build) the caches with; default: ``trainer.lightning_module.model.encoder``.
     """
@@ -106,7 +106,7 @@ class CachedFeatureDataModule(LightningDataModule):
         overwrite: bool = False,
         extract_batch_size: int | None = None,
         extract_device: str = 'auto',
-        verify: Literal['size', 'full'] = 'size',
+        integrity: Literal['size', 'full'] = 'size',
         check_tiles: bool = True,
         encoder: nn.Module | None = None,
     ) -> None:
@@ -122,7 +122,7 @@ class CachedFeatureDataModule(LightningDataModule):
         self.overwrite = overwrite
         self.extract_batch_size = extract_batch_size
         self.extract_device = extract_device
-        self.verify = verify
+        self.integrity = integrity
         self.check_tiles = check_tiles
         self.encoder = encoder
         self.caches: dict[str, FeatureCache] = {}
@@ -177,7 +177,7 @@ class CachedFeatureDataModule(LightningDataModule):
         data_config = datamodule_cache_config(self.datamodule)
         for split, dataset in raw.items():
             key = cache_key(enc_config, data_config, split, len(dataset))  # type: ignore[arg-type]
-            path = find_cache(self.cache_dir, key, self.verify)
+            path = find_cache(self.cache_dir, key, self.integrity)
             rebuild = self.overwrite and split not in self._rebuilt
             if rebuild or not (path / HEADER).exists():
                 if not self.build:
@@ -187,7 +187,7 @@ class CachedFeatureDataModule(LightningDataModule):
                 extract_split(encoder, self.datamodule, split, self.cache_dir, self.extract_batch_size,
                               device=self._device(), overwrite=True, dataset=dataset)  # fmt: skip
                 self._rebuilt.add(split)
-            self.caches[split] = FeatureCache(path, self.verify)
+            self.caches[split] = FeatureCache(path, self.integrity)
             wrapped = CachedTiles(dataset, self.caches[split], self.check_tiles)
             setattr(self.datamodule, f'{split}_dataset', wrapped)
 

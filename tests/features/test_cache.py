@@ -110,14 +110,14 @@ def test_changed_checkpoint_or_input_size_invalidates(data_root: Path, tmp_path:
 def test_truncated_unfinished_and_changed_tiles_detected(data_root: Path, tmp_path: Path) -> None:
     enc = SAMEncoder('vit_tiny', input_size=None)
     path = extract_split(enc, _datamodule(data_root), 'val', tmp_path, progress=False)
-    FeatureCache(path, verify='full')
+    FeatureCache(path, integrity='full')
     level = path / 'level2.npy'
     data = level.read_bytes()
     # corrupted (same size) -> only the full check sees it
     level.write_bytes(data[:-2] + bytes([data[-2] ^ 1, data[-1]]))
     FeatureCache(path)
     with pytest.raises(CacheError, match='checksum'):
-        FeatureCache(path, verify='full')
+        FeatureCache(path, integrity='full')
     # truncated
     level.write_bytes(data[:-100])
     with pytest.raises(CacheError, match='truncated'):
