@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, Checkpoint, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image
 
@@ -20,14 +20,15 @@ __all__ = ['DemoBanner', 'LastCheckpoint', 'PredictionWriter']
 BANNER = '=' * 100
 
 
-class LastCheckpoint(Callback):
+class LastCheckpoint(Checkpoint):
     """Writes ``last.ckpt`` at the end of every training epoch: the checkpoint to resume from.
 
     Lightning 2.6's ``ModelCheckpoint(save_last=True, monitor=...)`` refreshes ``last.ckpt`` only when a new best is
     written in the same step, so it can hold the best epoch instead of the last one and a resume repeats epochs.
-    This callback writes the last completed epoch whatever the monitored metric did (after validation and after
-    the best-model bookkeeping, which the file includes), through a temporary file renamed into place: a job killed
-    while writing leaves the previous ``last.ckpt`` intact.
+    This callback writes the last completed epoch whatever the monitored metric did, through a temporary file
+    renamed into place (a job killed while writing leaves the previous ``last.ckpt`` intact). It runs after every
+    ``ModelCheckpoint`` (it puts itself last at setup), so the file holds the best-model bookkeeping of the epoch it
+    ends, and a resumed run keeps choosing and pruning the best checkpoints as the uninterrupted one would.
 
     Args:
         dirpath: where to write (default: the ``ModelCheckpoint``'s folder, else ``<default_root_dir>/checkpoints``).
@@ -40,11 +41,17 @@ class LastCheckpoint(Callback):
         self.last_model_path = ''
         self._written_step = -1
 
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self in trainer.callbacks:  # after every other callback (ModelCheckpoint included): its state is final
+            trainer.callbacks.remove(self)
+            trainer.callbacks.append(self)
+
     def _target(self, trainer: Trainer) -> Path:
+        best = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
         if self.dirpath is not None:
             folder = Path(self.dirpath)
-        elif trainer.checkpoint_callback is not None and getattr(trainer.checkpoint_callback, 'dirpath', None):
-            folder = Path(trainer.checkpoint_callback.dirpath)  # type: ignore[arg-type]
+        elif best is not None and best.dirpath:
+            folder = Path(best.dirpath)
         else:
             folder = Path(trainer.default_root_dir) / 'checkpoints'
         return folder / f'{self.filename}.ckpt'

@@ -4,6 +4,7 @@ scheduler, best-model tracking), through the real command line in subprocesses."
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -102,8 +103,17 @@ def test_stopped_and_resumed_run_ends_with_the_uninterrupted_weights(demo_root: 
     assert a['lr_schedulers'] == b['lr_schedulers']
     best = next(v for k, v in a['callbacks'].items() if k.startswith('ModelCheckpoint'))
     best_b = next(v for k, v in b['callbacks'].items() if k.startswith('ModelCheckpoint'))
-    assert best['best_model_score'] == best_b['best_model_score']
+    assert best['best_model_path'] and best['best_model_score'] == best_b['best_model_score']
     assert Path(best['best_model_path']).name == Path(best_b['best_model_path']).name
+    # the bookkeeping of the epoch last.ckpt ends is in it: its current score is that epoch's logged val IoU
+    rows = list(csv.DictReader(open(next(whole.glob('runs/hpcl_demo_csv/version_*/metrics.csv')))))
+    ious = [float(r['val_landslide_iou']) for r in rows if r.get('val_landslide_iou')]
+    assert len(ious) == epochs and float(best['current_score']) == pytest.approx(ious[-1], abs=1e-6)
+    assert best['current_score'] == best_b['current_score']
+    # the resumed run chose and pruned the best checkpoints as the uninterrupted one did (no leftover best files)
+    assert sorted(p.name for p in _last(whole).parent.glob('best-*.ckpt')) == sorted(
+        p.name for p in _last(split).parent.glob('best-*.ckpt')
+    )
 
 
 def test_last_ckpt_is_the_last_epoch_even_when_the_best_is_earlier(demo_root: Path, tmp_path: Path) -> None:
