@@ -1,4 +1,9 @@
-"""Synthetic landslide-like data in the exact Bijie layout (no download needed; used by the README demo)."""
+"""Synthetic landslide-like data in the exact layouts of Bijie, Landslide4Sense and GVLM (no download needed).
+
+Used by the README demo (:func:`make_demo_bijie`) and by ``python -m sam_cffnet reproduce --dry-run``
+(all three). The imagery is a vegetation-like texture with bright, irregular bare-soil scars where the masks say
+"landslide", so a model can learn something in an epoch; the numbers it reaches say nothing about real data.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .landslide4sense import Landslide4Sense
 from .utils import PathLike
 
-__all__ = ['make_demo_bijie']
+__all__ = ['DEMO_GVLM_SITES', 'make_demo_bijie', 'make_demo_gvlm', 'make_demo_landslide4sense']
 
 
 def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
@@ -97,3 +103,119 @@ def make_demo_bijie(
             t.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(arrays[t.parent.name]).save(t, compress_level=1)
     return base
+
+
+def make_demo_landslide4sense(
+    root: PathLike,
+    num_train: int = 24,
+    num_val: int = 8,
+    num_test: int = 8,
+    size: int = 128,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Path:
+    """Write a small synthetic Landslide4Sense-like dataset in the official (Zenodo) layout.
+
+    Layout written under ``root``: ``{TrainData,ValidData,TestData}/img/image_N.h5`` (key ``img``, ``size`` x
+    ``size`` x 14 float64, HWC) and ``.../mask/mask_N.h5`` (key ``mask``, ``size`` x ``size`` uint8 0/1) for every
+    split (the Zenodo release has masks for all three). Numbering is 1-based and not zero-padded, as the real files.
+    The RGB bands B4, B3, B2 hold the synthetic RGB scaled to the real files' range (``rgb / 255 * 10``, so the
+    reference normalization ``clip(img / 10, 0, 1)`` gives back ``rgb / 255``); the other bands, slope and DEM are
+    smooth noise around 1.
+
+    Files that already exist are kept unless ``overwrite=True``.
+
+    Args:
+        root: Output folder (created if needed).
+        num_train: Patches in ``TrainData``.
+        num_val: Patches in ``ValidData``.
+        num_test: Patches in ``TestData``.
+        size: Patch edge in pixels (real data: 128).
+        seed: Random seed (same seed -> same files).
+        overwrite: Rewrite files that already exist.
+
+    Returns:
+        ``root`` (usable as ``Landslide4Sense(root=...)``).
+    """
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    rgb_index = [Landslide4Sense.all_bands.index(b) for b in Landslide4Sense.rgb_bands]  # B4, B3, B2
+    for folder, count in (('TrainData', num_train), ('ValidData', num_val), ('TestData', num_test)):
+        for i in range(1, count + 1):
+            sub_seed = int(rng.integers(2**31))
+            landslide = bool(rng.random() < 0.75)
+            img_path = Path(root) / folder / 'img' / f'image_{i}.h5'
+            mask_path = Path(root) / folder / 'mask' / f'mask_{i}.h5'
+            if not overwrite and img_path.exists() and mask_path.exists():
+                continue
+            sub = np.random.default_rng(sub_seed)
+            rgb, mask, _ = _chip(sub, size, size, landslide)
+            bands = np.stack([0.6 + 0.8 * _smooth_noise(sub, size, size, 8) for _ in Landslide4Sense.all_bands], -1)
+            for k, b in enumerate(rgb_index):
+                bands[..., b] = rgb[..., k] / 255.0 * 10.0
+            for path, key, data in ((img_path, 'img', bands.astype(np.float64)), (mask_path, 'mask', mask // 255)):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with h5py.File(path, 'w') as f:
+                    f.create_dataset(key, data=data)
+    return Path(root)
+
+
+#: Site folders of the demo GVLM scenes (real GVLM site names) and their (height, width).
+DEMO_GVLM_SITES: dict[str, tuple[int, int]] = {
+    'A Luoi_Vietnam': (200, 260),
+    'Big Sur_United States': (176, 176),
+    'Kupang_Indonesia': (150, 220),
+    'Shimen_China': (190, 170),
+}
+
+
+def make_demo_gvlm(
+    root: PathLike,
+    sites: dict[str, tuple[int, int]] | None = None,
+    scars_per_10k_pixels: float = 1.5,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Path:
+    """Write a small synthetic GVLM-like dataset (object-extraction version) in the original layout.
+
+    Layout written under ``root``: ``GVLM_Object_Extraction/<Site>/im.png`` (RGB uint8) and ``ref.png`` (L uint8,
+    0/255), one scene per site (site names contain spaces, as the real ones). Scene sizes are deliberately not
+    multiples of common tile sizes, so tilings have edge tiles. Each scene is a vegetation-like texture with
+    several landslide scars.
+
+    Files that already exist are kept unless ``overwrite=True``.
+
+    Args:
+        root: Output folder (created if needed).
+        sites: Site name -> (height, width); default :data:`DEMO_GVLM_SITES`.
+        scars_per_10k_pixels: Density of landslide scars (at least one per scene).
+        seed: Random seed (same seed -> same files).
+        overwrite: Rewrite files that already exist.
+
+    Returns:
+        ``root`` (usable as ``GVLM(root=...)``).
+    """
+    rng = np.random.default_rng(seed)
+    base = Path(root) / 'GVLM_Object_Extraction'
+    for site, (h, w) in (sites or DEMO_GVLM_SITES).items():
+        sub_seed = int(rng.integers(2**31))
+        im, ref = base / site / 'im.png', base / site / 'ref.png'
+        if not overwrite and im.exists() and ref.exists():
+            continue
+        sub = np.random.default_rng(sub_seed)
+        rgb, _, _ = _chip(sub, h, w, False)
+        mask = np.zeros((h, w), dtype=np.uint8)
+        cell = 96  # each scar is drawn as a landslide chip of at most cell x cell pixels pasted into the scene
+        for _ in range(max(1, round(scars_per_10k_pixels * h * w / 1e4))):
+            ch, cw = int(sub.integers(48, cell + 1)), int(sub.integers(48, cell + 1))
+            r0, c0 = int(sub.integers(0, max(1, h - ch))), int(sub.integers(0, max(1, w - cw)))
+            chip_rgb, chip_mask, _ = _chip(sub, min(ch, h), min(cw, w), True)
+            scar = chip_mask > 0
+            window = (slice(r0, r0 + scar.shape[0]), slice(c0, c0 + scar.shape[1]))
+            rgb[window][scar] = chip_rgb[scar]
+            mask[window][scar] = 255
+        im.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rgb).save(im, compress_level=1)
+        Image.fromarray(mask).save(ref, compress_level=1)
+    return Path(root)

@@ -24,6 +24,13 @@ and :mod:`sam_cffnet.models.adapters.atl`):
 * Prompt embeddings: SAM's pretrained positional-encoding matrix and no-mask embedding are loaded from the SAM
   checkpoint. The reference leaves the PE random and learns ``no_mask_embed`` from scratch (it never loads them);
   ``reference_random_prompt_pe=True`` reproduces that.
+* Embedding branch: a per-token linear map of the patch tokens (what the paper describes). The released code reshapes
+  the channels-last tokens as if they were channels-first (``image_encoder.py:289-292``), which regroups values across
+  tokens; ``embedding_reshape='reference'`` reproduces it exactly (see :mod:`sam_cffnet.models.adapters.atl`).
+* Space adapter (``atl='space'``, the reference's ``image_encoder2.py``): trained and trunc-normal initialised here;
+  the reference keeps PyTorch's default initialisation and, through its freezing rule (every ``image_encoder``
+  parameter except the prompt generator's), never trains it: ``space_init='default'`` and ``space_trainable=False``
+  reproduce that.
 * Batch size: the reference's prompt tensors have batch 1 hard-coded; here everything is properly batched.
 * The frozen encoder: a :class:`SAMEncoder` (segment-anything's ViT) with the ATL as its
   :class:`~sam_cffnet.models.encoders.sam.BlockInjector`; SAM's neck is built here (the encoder drops it) and loaded
@@ -41,7 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
-from .adapters.atl import ATLKind, PromptATL, SpaceATL, build_atl
+from .adapters.atl import ATLKind, EmbeddingReshape, PromptATL, SpaceATL, SpaceInit, build_atl
 from .base import LandslideModel, count_parameters
 from .decoders.sam_mask_decoder import PromptFreeMaskDecoder, build_sam_neck, load_sam_neck
 from .encoders.sam import SAM_VARIANTS, SAMEncoder
@@ -67,6 +74,11 @@ class TransLandSeg(LandslideModel):
         space_location: ``'after_attention'`` (reference) or ``'pre_block'`` for the space adapter.
         space_ratio: hidden width of the space adapter's bottleneck relative to C (reference 0.25).
         space_conv_steps: repetitions of the space adapter's shared 1x1 conv + LN + GELU (reference 3).
+        embedding_reshape: ``'per_token'`` (default, the paper) or ``'reference'`` (the released code's reshape of
+            channels-last tokens, which mixes tokens; reference protocol only).
+        space_init: ``'trunc_normal'`` (default) or ``'default'`` (PyTorch's initialisation, as the reference's space
+            adapter).
+        space_trainable: False freezes the space adapter at its initial values, as the reference's freezing rule does.
         load_sam_decoder: initialise the mask decoder from the SAM checkpoint (reference: yes).
         reference_random_prompt_pe: keep the decoder's positional encoding random and ``no_mask_embed`` freshly
             initialised, as the reference code does unintentionally (default: load SAM's).
@@ -98,6 +110,9 @@ class TransLandSeg(LandslideModel):
         space_location: Literal['after_attention', 'pre_block'] = 'after_attention',
         space_ratio: float = 0.25,
         space_conv_steps: int = 3,
+        embedding_reshape: EmbeddingReshape = 'per_token',
+        space_init: SpaceInit = 'trunc_normal',
+        space_trainable: bool = True,
         load_sam_decoder: bool = True,
         reference_random_prompt_pe: bool = False,
         sam_normalize: bool = True,
@@ -120,6 +135,9 @@ class TransLandSeg(LandslideModel):
             space_location=space_location,
             space_ratio=space_ratio,
             space_conv_steps=space_conv_steps,
+            embedding_reshape=embedding_reshape,
+            space_init=space_init,
+            space_trainable=space_trainable,
         )
         self.atl_kind = atl
         # the last block's output only (SAM's image embedding comes from it through the neck)

@@ -124,3 +124,58 @@ def test_real_samples() -> None:
     b = _batch(dm, 'val')
     assert b['image'].shape == (2, 3, 256, 256) and 0 <= b['image'].min() and b['image'].max() <= 1
     assert b['mask'].dtype == torch.int64
+
+
+def test_translandseg_split_is_the_authors_formula() -> None:
+    """TransLandSeg train.py:42-50: ``np.random.seed(42); np.random.shuffle(indices)``, val = first floor(0.3 n) + 1."""
+    import numpy as np
+
+    from sam_cffnet.datamodules.bijie import translandseg_split
+
+    for n in (770, 23, 6):
+        indices = list(range(n))
+        state = np.random.get_state()
+        np.random.seed(42)
+        np.random.shuffle(indices)
+        np.random.set_state(state)
+        split = int(np.floor(0.3 * n)) + 1
+        assert translandseg_split(n, 0.3, 42) == (indices[split:], indices[:split])
+    train, val = translandseg_split(770)
+    assert len(val) == 232 and len(train) == 538 and not set(train) & set(val)
+    assert translandseg_split(770, seed=0) != (train, val)
+
+
+def test_translandseg_split_mode(bijie_root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    dm = BijieDataModule(bijie_root, tile_size=32, split_mode='translandseg', split_ratios=(0.7, 0.3, 0.0), seed=42)
+    with caplog.at_level(logging.INFO), pytest.warns(UserWarning, match='test == val'):
+        dm.setup('fit')
+    dm.setup('test')
+    assert 'TransLandSeg (train.py): landslide chips only (6 of 10)' in caplog.text
+    files = dm.dataset_full.files
+    train = [files[c]['image'].name for c, _, _ in dm.train_dataset.tiles]
+    val = [files[c]['image'].name for c, _, _ in dm.val_dataset.tiles]
+    assert len(val) == 2 and len(train) == 4  # floor(0.3 * 6) + 1
+    assert all(files[c]['landslide'] for c, _, _ in dm.train_dataset.tiles + dm.val_dataset.tiles)
+    assert train == sorted(train) and val == sorted(val)  # file order within each split
+    assert dm.test_dataset is dm.val_dataset and dm.split_info['test_split'] == 'val'
+
+
+def test_zero_test_ratio_tests_on_val(bijie_root: Path) -> None:
+    dm = BijieDataModule(bijie_root, tile_size=32, split_ratios=(0.7, 0.3, 0.0))
+    with pytest.warns(UserWarning, match='test == val'):
+        dm.setup('fit')
+    dm.setup('test')
+    assert dm.test_dataset is dm.val_dataset and len(dm.val_dataset) > 0
+
+
+def test_split_settings_are_checked(bijie_root: Path) -> None:
+    from sam_cffnet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match='no test split'):
+        BijieDataModule(bijie_root, split_mode='translandseg', split_ratios=(0.7, 0.2, 0.1))
+    with pytest.raises(ConfigError, match='split_mode'):
+        BijieDataModule(bijie_root, split_mode='random')  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match='three ratios'):
+        BijieDataModule(bijie_root, split_ratios=(0.7, 0.3))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match='three ratios'):
+        BijieDataModule(bijie_root, split_ratios=(0.7, -0.3, 0.6))

@@ -203,3 +203,61 @@ def test_space_adapter_inside_the_encoder(location: str) -> None:
     feats.sum().backward()
     assert all(p.grad is not None for p in atl.adapters[0].parameters())
     assert all(p.grad is None for p in enc.vit.parameters())
+
+
+# ---------------------------------------------------------------------- the released code's quirks (reference protocol)
+def test_reference_token_reshape_regroups_the_flat_token_buffer() -> None:
+    """The released code's ``x.reshape(N, C, H*W).permute(0, 2, 1)`` on N x H x W x C tokens (image_encoder.py:289-292):
+    its token j, channel c is element c * H * W + j of the flattened H x W x C tokens."""
+    from sam_cffnet.models.adapters.atl import reference_token_reshape
+
+    b, h, w, c = 2, 3, 4, 6
+    tokens = torch.randn(b, h, w, c)
+    out = reference_token_reshape(tokens)
+    flat = tokens.reshape(b, -1)
+    for j in range(h * w):
+        for k in range(c):
+            assert out[1, j // w, j % w, k] == flat[1, k * h * w + j]
+    assert not torch.equal(out, tokens)
+    # ViT-L's 64 x 64 x 1024 grid: "token" j gathers channel j % 1024 of the tokens 4 c + j // 1024
+    big = torch.arange(64 * 64 * 1024, dtype=torch.float64).reshape(1, 64, 64, 1024)
+    scrambled = reference_token_reshape(big)
+    j = 2 * 1024 + 17
+    expected = torch.tensor([(4 * k + j // 1024) * 1024 + j % 1024 for k in range(1024)], dtype=torch.float64)
+    assert torch.equal(scrambled[0, j // 64, j % 64], expected)
+
+
+def test_embedding_reshape_option() -> None:
+    torch.manual_seed(0)
+    per_token = PromptATL(embed_dim=16, depth=2, dim=4, handcrafted=False)
+    reference = PromptATL(embed_dim=16, depth=2, dim=4, handcrafted=False, embedding_reshape='reference')
+    reference.load_state_dict(per_token.state_dict())
+    tokens = torch.randn(2, 3, 5, 16)
+    image = torch.zeros(2, 3, 48, 80)
+    from sam_cffnet.models.adapters.atl import reference_token_reshape
+
+    torch.testing.assert_close(reference.begin(image, tokens), per_token.begin(image, reference_token_reshape(tokens)))
+    assert not torch.allclose(reference.begin(image, tokens), per_token.begin(image, tokens))
+    with pytest.raises(ValueError, match='embedding_reshape'):
+        PromptATL(16, 2, embedding_reshape='channels_first')  # type: ignore[arg-type]
+
+
+def test_space_adapter_reference_initialisation_and_freezing() -> None:
+    """The reference's ``Adapter`` (image_encoder2.py:647-657) keeps PyTorch's default init; its freezing rule
+    (train.py:116-118) freezes it."""
+    from segment_anything.modeling.common import LayerNorm2d
+
+    torch.manual_seed(7)
+    atl = SpaceATL(32, 2, init='default', trainable=False)
+    torch.manual_seed(7)
+    for block in atl.adapters:
+        expected = [torch.nn.Linear(32, 8), torch.nn.Linear(8, 32), torch.nn.Conv2d(32, 32, 1), LayerNorm2d(32)]
+        for name, module in zip(('fc1', 'fc2', 'conv', 'norm'), expected, strict=True):
+            for got, want in zip(block[name].parameters(), module.parameters(), strict=True):
+                assert torch.equal(got, want), name
+    assert not any(p.requires_grad for p in atl.parameters())
+    ours = SpaceATL(32, 2)
+    assert all(p.requires_grad for p in ours.parameters())
+    assert torch.all(ours.adapters[0]['fc1'].bias == 0)  # trunc-normal scheme: zero biases
+    with pytest.raises(ValueError, match='init'):
+        SpaceATL(32, 2, init='xavier')  # type: ignore[arg-type]

@@ -188,6 +188,21 @@ def test_space_variant_options() -> None:
     assert atl.adapters[0]['fc1'].out_features == 32
 
 
+def test_reference_protocol_options() -> None:
+    model = tiny(embedding_reshape='reference')
+    assert model.atl.embedding_reshape == 'reference'
+    assert model.config()['init_args']['embedding_reshape'] == 'reference'
+    frozen = tiny(atl='space', space_init='default', space_trainable=False)
+    report = frozen.parameter_report()
+    assert report['trainable'] == report['decoder'] and not any(p.requires_grad for p in frozen.atl.parameters())
+    assert frozen.atl.init == 'default'
+    trained = tiny(atl='space')
+    assert (
+        trained.parameter_report()['trainable']
+        == trained.parameter_report()['decoder'] + trained.parameter_report()['atl']
+    )
+
+
 # ---------------------------------------------------------------------- SAM checkpoint
 def test_loads_encoder_neck_decoder_and_prompt_embeddings(tmp_path: Path) -> None:
     path = tmp_path / 'sam_vit_tiny.pth'

@@ -2,15 +2,21 @@
 
 Two families, both :class:`~sam_cffnet.models.encoders.sam.BlockInjector` subclasses:
 
-:class:`PromptATL` (``'mlp'``, the default, ``'mlp2'``, ``'conv'``) is the ATL as the authors' released code has it
-(an EVP-style "prompt generator", inherited from SAM-Adapter). From the input image and the patch tokens it computes,
+:class:`PromptATL` (``'mlp'``, the default, ``'mlp2'``, ``'conv'``) is the ATL of the authors' released code (an
+EVP-style "prompt generator", inherited from SAM-Adapter). From the input image and the patch tokens it computes,
 once per image, a ``dim``-channel (32) feature per token:
 
 * a *frequency* (handcrafted) branch: FFT high-pass of the encoder input (the centred low-frequency square covering
   ``freq_nums`` = 0.25 of the spectrum is zeroed, see :func:`highpass_fft`), its absolute value, then a 16 x 16
   stride-16 patch convolution 3 -> ``dim``;
-* an *embedding* branch: a linear map C -> ``dim`` of the patch tokens (taken *before* the absolute position
-  embedding is added, as in the reference);
+* an *embedding* branch: a linear map C -> ``dim`` of the patch tokens, taken *before* the absolute position
+  embedding is added (as in the reference). By default (``embedding_reshape='per_token'``) it is applied to each
+  token, as the paper describes. The released code does not do that: ``PromptGenerator.init_embeddings``
+  (JunchuanYu/TransLandSeg ``models/mmseg/models/sam/image_encoder.py:289-292``) applies
+  ``x.reshape(N, C, H*W).permute(0, 2, 1)`` to the *channels-last* N x H x W x C patch tokens, so its "token" j is
+  the j-th column of the flat H*W*C buffer cut into C rows of H*W values: it mixes one channel of many tokens
+  instead of all channels of one token (ViT-L, 64 x 64 x 1024: "token" j holds channel j mod 1024 of the tokens
+  4 c + j // 1024, c = 0..1023). ``embedding_reshape='reference'`` reproduces that exactly;
 
 and their sum goes, for every block i, through a per-block module and is added to the tokens that enter block i
 (``x <- x + prompt_i``):
@@ -28,8 +34,12 @@ connection (``a + adapter(a)`` versus ``adapter(a)``). The paper's main ablation
 and whether it has a residual connection, so both are switchable: ``location='after_attention'`` (reference) or
 ``'pre_block'`` (the same adapter on the tokens entering the block), and ``skip``.
 
-Initialisation follows the reference: trunc-normal(std 0.02) linear weights, zero biases, He-normal (fan-out) conv
-weights.
+Initialisation of the prompt ATLs follows the reference's ``PromptGenerator._init_weights``: trunc-normal(std 0.02)
+linear weights, zero biases, He-normal (fan-out) conv weights. The space adapter uses the same scheme by default;
+the reference's ``Adapter`` (``image_encoder2.py:647-657``) has no init of its own and keeps PyTorch's defaults
+(``space_init='default'``), and the reference's freezing rule (``train.py:116-118``: every parameter whose name contains
+``image_encoder`` and not ``prompt_generator`` is frozen) freezes it, because it lives inside the encoder's blocks:
+``trainable=False`` reproduces that (the adapters then stay at their random initial values).
 """
 
 from __future__ import annotations
@@ -42,13 +52,27 @@ import torch
 from segment_anything.modeling.common import LayerNorm2d
 from torch import Tensor, nn
 
+from ...errors import ConfigError
 from ..encoders.sam import PATCH_SIZE, BlockInjector
 
-__all__ = ['ATL_KINDS', 'PromptATL', 'SpaceATL', 'build_atl', 'highpass_fft', 'lowfreq_square']
+__all__ = [
+    'ATL_KINDS',
+    'PromptATL',
+    'SpaceATL',
+    'build_atl',
+    'highpass_fft',
+    'lowfreq_square',
+    'reference_token_reshape',
+]
 
 #: The selectable ATL structures (``'mlp'`` is the released code's default).
 ATL_KINDS = ('mlp', 'mlp2', 'conv', 'space')
 ATLKind = Literal['mlp', 'mlp2', 'conv', 'space']
+#: How the embedding branch reads the patch tokens: ``'per_token'`` (ours, the paper) or ``'reference'`` (the released
+#: code's reshape, see the module docstring).
+EmbeddingReshape = Literal['per_token', 'reference']
+#: Initialisation of the space adapter: ``'trunc_normal'`` (ours) or ``'default'`` (PyTorch's, the reference's).
+SpaceInit = Literal['trunc_normal', 'default']
 
 
 def lowfreq_square(height: int, width: int, rate: float = 0.25) -> tuple[int, int, int, int]:
@@ -109,6 +133,24 @@ def _init_weights(m: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def reference_token_reshape(tokens: Tensor) -> Tensor:
+    """The released TransLandSeg code's reading of channels-last tokens in its embedding branch.
+
+    ``PromptGenerator.init_embeddings`` (``image_encoder.py:289-292``) does ``x.reshape(N, C, H*W).permute(0, 2, 1)``
+    on the N x H x W x C patch tokens: a reshape meant for channels-first maps. Element ``[n, j, c]`` of its result
+    is element ``c * H * W + j`` of the (logically) flattened H x W x C tokens of image n. Its prompt j is later
+    added at grid position ``(j // W, j % W)``, which this function returns directly.
+
+    Args:
+        tokens: B x h x w x C.
+
+    Returns:
+        B x h x w x C: the same values regrouped as the reference's "tokens".
+    """
+    b, h, w, c = tokens.shape
+    return tokens.reshape(b, c, h * w).permute(0, 2, 1).reshape(b, h, w, c)
+
+
 class _ChannelsLast(nn.Module):
     """Apply a B x C x h x w module to B x h x w x C tokens."""
 
@@ -149,6 +191,9 @@ class PromptATL(BlockInjector):
         handcrafted: use the frequency branch (reference: yes).
         embedding: use the embedding branch (reference: yes).
         patch_size: ViT patch size (SAM: 16).
+        embedding_reshape: ``'per_token'`` (default: a per-token linear map, as the paper describes) or
+            ``'reference'`` (the released code's ``reshape(N, C, H*W)`` of channels-last tokens, which regroups
+            values across tokens; see :func:`reference_token_reshape`).
 
     Shapes:
         :meth:`begin` takes the B x 3 x S x S encoder input and the B x h x w x C tokens (position embedding added)
@@ -165,14 +210,18 @@ class PromptATL(BlockInjector):
         handcrafted: bool = True,
         embedding: bool = True,
         patch_size: int = PATCH_SIZE,
+        embedding_reshape: EmbeddingReshape = 'per_token',
     ) -> None:
         super().__init__()
         if kind not in ('mlp', 'mlp2', 'conv'):
-            raise ValueError(f"PromptATL kind must be 'mlp', 'mlp2' or 'conv', got {kind!r}")
+            raise ConfigError(f"PromptATL kind must be 'mlp', 'mlp2' or 'conv', got {kind!r}")
         if not (handcrafted or embedding):
-            raise ValueError('the ATL needs at least one of the handcrafted (frequency) and embedding branches')
+            raise ConfigError('the ATL needs at least one of the handcrafted (frequency) and embedding branches')
         if not 0.0 <= freq_nums <= 1.0:
-            raise ValueError(f'freq_nums must be in [0, 1], got {freq_nums}')
+            raise ConfigError(f'freq_nums must be in [0, 1], got {freq_nums}')
+        if embedding_reshape not in ('per_token', 'reference'):
+            raise ConfigError(f"embedding_reshape must be 'per_token' or 'reference', got {embedding_reshape!r}")
+        self.embedding_reshape = embedding_reshape
         self.embed_dim = embed_dim
         self.depth = depth
         self.dim = dim
@@ -212,11 +261,13 @@ class PromptATL(BlockInjector):
             patch = tokens
             if self._position_embedding is not None:
                 patch = tokens - self._position_embedding(tuple(tokens.shape[1:3])).to(tokens.dtype)
+            if self.embedding_reshape == 'reference':
+                patch = reference_token_reshape(patch)
             base = self.embedding_proj(patch)
         if self.handcrafted_proj is not None:
             hand = self.handcrafted_proj(highpass_fft(image, self.freq_nums)).permute(0, 2, 3, 1)
             if hand.shape[1:3] != tokens.shape[1:3]:
-                raise ValueError(
+                raise ConfigError(
                     f'the frequency branch gives a {tuple(hand.shape[1:3])} grid but the ViT a '
                     f'{tuple(tokens.shape[1:3])} one; the encoder input side must be a multiple of {PATCH_SIZE}'
                 )
@@ -252,6 +303,10 @@ class SpaceATL(BlockInjector):
         skip: the adapter's own skip connection.
         location: ``'after_attention'`` (reference) or ``'pre_block'``.
         conv_steps: how many times the shared 1x1 conv + LN2d + GELU is applied (reference 3; 0 drops the conv).
+        init: ``'trunc_normal'`` (default: the prompt ATLs' scheme) or ``'default'`` (PyTorch's own initialisation,
+            as the reference's ``Adapter``, which has none of its own).
+        trainable: False freezes the adapters at their initial values, as the reference's freezing rule does (it
+            freezes every parameter inside ``image_encoder`` except the prompt generator's).
 
     Shapes: tokens B x h x w x C in and out.
     """
@@ -264,10 +319,14 @@ class SpaceATL(BlockInjector):
         skip: bool = True,
         location: Literal['after_attention', 'pre_block'] = 'after_attention',
         conv_steps: int = 3,
+        init: SpaceInit = 'trunc_normal',
+        trainable: bool = True,
     ) -> None:
         super().__init__()
         if location not in ('after_attention', 'pre_block'):
-            raise ValueError(f"location must be 'after_attention' or 'pre_block', got {location!r}")
+            raise ConfigError(f"location must be 'after_attention' or 'pre_block', got {location!r}")
+        if init not in ('trunc_normal', 'default'):
+            raise ConfigError(f"space adapter init must be 'trunc_normal' or 'default', got {init!r}")
         hidden = max(1, round(embed_dim * ratio))
         self.embed_dim = embed_dim
         self.depth = depth
@@ -290,7 +349,12 @@ class SpaceATL(BlockInjector):
             for _ in range(depth)
         )
         self.act = nn.GELU()
-        self.apply(_init_weights)
+        self.init = init
+        self.trainable = trainable
+        if init == 'trunc_normal':
+            self.apply(_init_weights)
+        for p in self.parameters():
+            p.requires_grad_(trainable)
 
     def adapt(self, index: int, x: Tensor) -> Tensor:
         """Apply block ``index``'s adapter (with its skip when enabled) to B x h x w x C tokens."""
@@ -326,14 +390,21 @@ def build_atl(
     space_location: Literal['after_attention', 'pre_block'] = 'after_attention',
     space_ratio: float = 0.25,
     space_conv_steps: int = 3,
+    embedding_reshape: EmbeddingReshape = 'per_token',
+    space_init: SpaceInit = 'trunc_normal',
+    space_trainable: bool = True,
 ) -> PromptATL | SpaceATL:
     """Build one of the ATL variants (:data:`ATL_KINDS`) for a ViT of width ``embed_dim`` and ``depth`` blocks.
 
-    The ``dim``/``freq_nums``/``handcrafted``/``embedding`` arguments apply to the prompt ATLs (``'mlp'``, ``'mlp2'``,
-    ``'conv'``), the ``space_*`` ones to ``'space'``.
+    The ``dim``/``freq_nums``/``handcrafted``/``embedding``/``embedding_reshape`` arguments apply to the prompt ATLs
+    (``'mlp'``, ``'mlp2'``, ``'conv'``), the ``space_*`` ones to ``'space'``.
     """
     if kind == 'space':
-        return SpaceATL(embed_dim, depth, space_ratio, space_skip, space_location, space_conv_steps)
+        return SpaceATL(
+            embed_dim, depth, space_ratio, space_skip, space_location, space_conv_steps, space_init, space_trainable
+        )
     if kind in ('mlp', 'mlp2', 'conv'):
-        return PromptATL(embed_dim, depth, dim, kind, freq_nums, handcrafted, embedding)
-    raise ValueError(f'unknown ATL {kind!r}; choose one of {list(ATL_KINDS)}')
+        return PromptATL(
+            embed_dim, depth, dim, kind, freq_nums, handcrafted, embedding, embedding_reshape=embedding_reshape
+        )
+    raise ConfigError(f'unknown ATL {kind!r}; choose one of {list(ATL_KINDS)}')
