@@ -9,6 +9,7 @@ from .base import EpochShuffleSampler, LandslideDataModule, SplitView, split_ind
 from .bijie import BijieDataModule
 from .demo import DemoBijieDataModule
 from .gvlm import GVLMDataModule
+from .inventory import InventoryDataModule
 from .landslide4sense import Landslide4SenseDataModule
 from .reference_tiles import ReferenceTilesDataModule
 
@@ -17,6 +18,7 @@ __all__ = [
     'DemoBijieDataModule',
     'EpochShuffleSampler',
     'GVLMDataModule',
+    'InventoryDataModule',
     'Landslide4SenseDataModule',
     'LandslideDataModule',
     'ReferenceTilesDataModule',

@@ -7,6 +7,7 @@ Samples are dicts: ``image`` float32 ``(C, H, W)`` with raw (un-normalized) valu
 from .bijie import Bijie
 from .demo import make_demo_bijie
 from .gvlm import GVLM
+from .inventory import InventoryTiles, LandslideInventory
 from .landslide4sense import Landslide4Sense
 from .reference_tiles import ReferenceTiles
 from .utils import DatasetLayoutError, LayoutNotFoundError, tile_starts, tile_windows
@@ -15,7 +16,9 @@ __all__ = [
     'GVLM',
     'Bijie',
     'DatasetLayoutError',
+    'InventoryTiles',
     'Landslide4Sense',
+    'LandslideInventory',
     'LayoutNotFoundError',
     'ReferenceTiles',
     'make_demo_bijie',
