@@ -151,7 +151,7 @@ class BijieDataModule(LandslideDataModule):
 
     def _build_splits(self) -> dict[str, Dataset[dict[str, Tensor]] | None]:
         dem = 'separate' if self.dem_mode != 'none' else 'none'
-        ds = Bijie(self.root, dem=dem, verify=self.verify)
+        ds = Bijie(self.root, dem_mode=dem, verify=self.verify)
         self.dataset_full = ds
         if self.split_mode == 'translandseg':
             landslide = sorted(

@@ -104,7 +104,7 @@ class Landslide4SenseDataModule(LandslideDataModule):
     def _dataset(self, split: str, require_masks: bool = False) -> Landslide4Sense:
         return Landslide4Sense(
             self.root, split=split, bands=self._band_indices,  # type: ignore[arg-type]
-            dem='separate' if self.dem_mode != 'none' else 'none', require_masks=require_masks,
+            dem_mode='separate' if self.dem_mode != 'none' else 'none', require_masks=require_masks,
             nan_policy=self.nan_policy, verify=self.verify,
         )  # fmt: skip
 

@@ -31,10 +31,10 @@ LAYOUT = """\
 ├── landslide/
 │   ├── image/<name>.png      RGB uint8 chip (variable size)
 │   ├── mask/<name>.png       same basename and size, single-channel 0/255 (255 = landslide)
-│   └── dem/<name>.png        same basename, 1 band (8/16 bit, any grid)   [only with dem != 'none']
+│   └── dem/<name>.png        same basename, 1 band (8/16 bit, any grid)   [only with dem_mode != 'none']
 └── non-landslide/
     ├── image/<name>.png      (no masks: all-zero masks are synthesized)
-    └── dem/<name>.png                                                     [only with dem != 'none']"""
+    └── dem/<name>.png                                                     [only with dem_mode != 'none']"""
 
 
 #: Bijie masks: single-channel PNG, 0 = background, 255 = landslide (verified on all 770 masks of a lossless copy).
@@ -70,8 +70,8 @@ class Bijie(RGBPlotMixin, LabelReader, NonGeoDataset):
 
     Bands: ``red, green, blue`` (uint8, returned as float 0..255), optional ``dem`` (raw PNG values as float).
 
-    Sample: ``image`` float32 ``(C, H, W)`` (C = 3, or 4 with ``dem='band'``), ``mask`` int64 ``(H, W)`` in {0, 1}
-    (mask > 127), and ``dem`` float32 ``(1, H, W)`` with ``dem='separate'``. Values are NOT normalized.
+    Sample: ``image`` float32 ``(C, H, W)`` (C = 3, or 4 with ``dem_mode='band'``), ``mask`` int64 ``(H, W)`` in {0, 1}
+    (mask > 127), and ``dem`` float32 ``(1, H, W)`` with ``dem_mode='separate'``. Values are NOT normalized.
 
     Mask values: 0 = background, 1 = landslide. The files store single-channel 0/255 (:data:`LABELS`); 1-bit PNGs
     are read as 0/255, palette PNGs through their palette, and RGB(A) PNGs only when every channel is equal. A mask
@@ -97,7 +97,7 @@ class Bijie(RGBPlotMixin, LabelReader, NonGeoDataset):
     def __init__(
         self,
         root: PathLike = 'data',
-        dem: Literal['none', 'band', 'separate'] = 'none',
+        dem_mode: Literal['none', 'band', 'separate'] = 'none',
         categories: tuple[str, ...] = ('landslide', 'non-landslide'),
         transforms: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
         verify: bool = True,
@@ -106,7 +106,7 @@ class Bijie(RGBPlotMixin, LabelReader, NonGeoDataset):
 
         Args:
             root: Dataset root (see the class docstring).
-            dem: ``'none'``; ``'band'`` appends the DEM as a 4th image channel; ``'separate'`` returns it under
+            dem_mode: ``'none'``; ``'band'`` appends the DEM as a 4th image channel; ``'separate'`` returns it under
                 ``'dem'``.
             categories: Which folders to use (``'landslide'`` and/or ``'non-landslide'``).
             transforms: Callable applied to each sample dict.
@@ -114,18 +114,18 @@ class Bijie(RGBPlotMixin, LabelReader, NonGeoDataset):
                 against the documented 0/255 encoding, at construction.
 
         Raises:
-            ConfigError: For an unknown ``dem`` mode or category.
+            ConfigError: For an unknown ``dem_mode`` or category.
             LayoutNotFoundError: If the root or the image folders are missing or empty.
             DatasetLayoutError: If an image has no mask (or DEM), sizes differ, a file is unreadable or (with
                 ``verify``) a mask is not a 0/255 mask.
         """
-        if dem not in ('none', 'band', 'separate'):
-            raise ConfigError(f"dem must be 'none', 'band' or 'separate', got {dem!r}")
+        if dem_mode not in ('none', 'band', 'separate'):
+            raise ConfigError(f"dem_mode must be 'none', 'band' or 'separate', got {dem_mode!r}")
         for c in categories:
             if c not in self.categories:
                 raise ConfigError(f'unknown category {c!r}, expected a subset of {self.categories}')
         self.root = root
-        self.dem = dem
+        self.dem_mode = dem_mode
         self.transforms = transforms
         self.data_root = self._find_root(Path(root))
         self.files: list[dict[str, Any]] = []
@@ -162,10 +162,10 @@ class Bijie(RGBPlotMixin, LabelReader, NonGeoDataset):
                 entry['mask'] = folder / 'mask' / img.name
                 if not entry['mask'].is_file():
                     raise DatasetLayoutError(img, f'landslide image without mask (expected {entry["mask"]})', LAYOUT)
-            if self.dem != 'none':
+            if self.dem_mode != 'none':
                 entry['dem'] = folder / 'dem' / img.name
                 if not entry['dem'].is_file():
-                    raise DatasetLayoutError(img, f'image without DEM (expected {entry["dem"]}); use dem="none"')
+                    raise DatasetLayoutError(img, f'image without DEM (expected {entry["dem"]}); use dem_mode="none"')
             size = self._png_size(img, verify)
             if entry['mask'] is not None:
                 msize = self._png_size(entry['mask'], verify)
@@ -250,7 +250,7 @@ class Bijie(RGBPlotMixin, LabelReader, NonGeoDataset):
         sample = {'image': image, 'mask': self._load_mask(entry['mask'], size)}
         if entry['dem'] is not None:
             dem = self._load_dem(entry['dem'], size)
-            if self.dem == 'band':
+            if self.dem_mode == 'band':
                 sample['image'] = torch.cat([image, dem])
             else:
                 sample['dem'] = dem

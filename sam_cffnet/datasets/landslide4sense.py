@@ -67,7 +67,7 @@ class Landslide4Sense(LabelReader, NonGeoDataset):
     RGB = B4, B3, B2 (indices 3, 2, 1).
 
     Sample: ``image`` float32 ``(C, 128, 128)`` raw values of the selected bands, ``mask`` int64 ``(128, 128)``
-    (only when the split has masks), ``dem`` float32 ``(2, 128, 128)`` (slope, dem) with ``dem='separate'``.
+    (only when the split has masks), ``dem`` float32 ``(2, 128, 128)`` (slope, dem) with ``dem_mode='separate'``.
 
     NaN/inf values: replaced by 0 with a RuntimeWarning (``nan_policy='fill'``, default), or an error naming the
     file (``nan_policy='error'``). They are detected when a file is read.
@@ -100,7 +100,7 @@ class Landslide4Sense(LabelReader, NonGeoDataset):
         root: PathLike = 'data',
         split: Literal['train', 'val', 'test'] = 'train',
         bands: BandSpec = 'all',
-        dem: Literal['none', 'band', 'separate'] = 'none',
+        dem_mode: Literal['none', 'band', 'separate'] = 'none',
         transforms: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
         require_masks: bool = False,
         nan_policy: Literal['fill', 'error'] = 'fill',
@@ -112,7 +112,7 @@ class Landslide4Sense(LabelReader, NonGeoDataset):
             root: Folder holding ``TrainData/``, ``ValidData/``, ``TestData/``.
             split: ``'train'``, ``'val'`` or ``'test'``.
             bands: ``'all'`` (14), ``'rgb'`` (B4, B3, B2), or a sequence of band names or 0-based indices.
-            dem: ``'none'``; ``'band'`` appends slope and dem to the image channels; ``'separate'`` returns them
+            dem_mode: ``'none'``; ``'band'`` appends slope and dem to the image channels; ``'separate'`` returns them
                 under ``'dem'`` (2, H, W). With ``dem != 'none'`` the selected bands must not include them.
             transforms: Callable applied to each sample dict.
             require_masks: Raise if the split has no ``mask/`` folder.
@@ -121,15 +121,15 @@ class Landslide4Sense(LabelReader, NonGeoDataset):
                 read every mask to check its values.
 
         Raises:
-            ConfigError: For an unknown split, band, ``dem`` mode or ``nan_policy``.
+            ConfigError: For an unknown split, band, ``dem_mode`` or ``nan_policy``.
             LayoutNotFoundError: If the split folder is missing or empty.
             DatasetLayoutError: For missing masks, wrong shapes/band counts, unreadable files or (with ``verify``)
                 mask values that are not 0/1 (or 0/255).
         """
         if split not in self.split_dirs:
             raise ConfigError(f'split must be one of {list(self.split_dirs)}, got {split!r}')
-        if dem not in ('none', 'band', 'separate'):
-            raise ConfigError(f"dem must be 'none', 'band' or 'separate', got {dem!r}")
+        if dem_mode not in ('none', 'band', 'separate'):
+            raise ConfigError(f"dem_mode must be 'none', 'band' or 'separate', got {dem_mode!r}")
         if nan_policy not in ('fill', 'error'):
             raise ConfigError(f"nan_policy must be 'fill' or 'error', got {nan_policy!r}")
         self.root = root
@@ -137,9 +137,9 @@ class Landslide4Sense(LabelReader, NonGeoDataset):
         self.band_indices = self.resolve_bands(bands)
         self.bands = tuple(self.all_bands[i] for i in self.band_indices)
         self.dem_indices = [self.all_bands.index(b) for b in self.dem_bands]
-        if dem != 'none' and set(self.band_indices) & set(self.dem_indices):
-            raise ConfigError(f'with dem={dem!r} the bands must not include {self.dem_bands} (got {self.bands})')
-        self.dem = dem
+        if dem_mode != 'none' and set(self.band_indices) & set(self.dem_indices):
+            raise ConfigError(f'with dem_mode={dem_mode!r} the bands must not include {self.dem_bands} (got {self.bands})')
+        self.dem_mode = dem_mode
         self.transforms = transforms
         self.nan_policy = nan_policy
 
@@ -236,9 +236,9 @@ class Landslide4Sense(LabelReader, NonGeoDataset):
         arr = check_finite(arr.astype(np.float32), path, self.nan_policy)
         full = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
         sample = {'image': full[self.band_indices]}
-        if self.dem == 'band':
+        if self.dem_mode == 'band':
             sample['image'] = torch.cat([sample['image'], full[self.dem_indices]])
-        elif self.dem == 'separate':
+        elif self.dem_mode == 'separate':
             sample['dem'] = full[self.dem_indices]
         if self.masks is not None:
             msk = self.masks[index]

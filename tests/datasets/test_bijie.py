@@ -33,10 +33,10 @@ def test_getitem(bijie_root: Path) -> None:
 
 
 def test_dem_modes(bijie_root: Path) -> None:
-    s = Bijie(bijie_root, dem='separate')[0]
+    s = Bijie(bijie_root, dem_mode='separate')[0]
     assert s['dem'].shape == (1, *s['image'].shape[1:]) and s['dem'].dtype == torch.float32
     assert 1000 <= s['dem'].min() and s['dem'].max() < 1600  # raw 16-bit values, resampled to the image grid
-    s = Bijie(bijie_root, dem='band')[0]
+    s = Bijie(bijie_root, dem_mode='band')[0]
     assert s['image'].shape[0] == 4 and 'dem' not in s
 
 
@@ -81,7 +81,7 @@ def test_missing_dem(bijie_root: Path, tmp_path: Path) -> None:
     (base / 'non-landslide' / 'dem' / 'fyb001.png').unlink()
     assert len(Bijie(base)) == 10  # DEM not requested: fine
     with pytest.raises(DatasetLayoutError, match='without DEM'):
-        Bijie(base, dem='separate')
+        Bijie(base, dem_mode='separate')
 
 
 def test_size_mismatch(bijie_root: Path, tmp_path: Path) -> None:
@@ -103,8 +103,8 @@ def test_truncated_file(bijie_root: Path, tmp_path: Path) -> None:
 
 
 def test_invalid_args(bijie_root: Path) -> None:
-    with pytest.raises(ValueError, match='dem must be'):
-        Bijie(bijie_root, dem='yes')  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match='dem_mode must be'):
+        Bijie(bijie_root, dem_mode='yes')  # type: ignore[arg-type]
     with pytest.raises(ValueError, match='unknown category'):
         Bijie(bijie_root, categories=('other',))
 
@@ -123,7 +123,7 @@ def test_demo_generator(tmp_path: Path) -> None:
     t0 = time.perf_counter()
     root = make_demo_bijie(tmp_path, num_landslide=6, num_non_landslide=3, seed=1)
     assert time.perf_counter() - t0 < 2
-    ds = Bijie(root, dem='separate')
+    ds = Bijie(root, dem_mode='separate')
     assert len(ds) == 9 and sum(ds.is_landslide) == 6
     s = ds[0]
     assert 96 <= s['image'].shape[1] <= 160 and s['mask'].sum() > 0 and s['dem'].shape[0] == 1

@@ -46,12 +46,12 @@ def test_band_selection(l4s_root: Path, bands: object, expected: list[str]) -> N
 
 
 def test_dem(l4s_root: Path) -> None:
-    s = Landslide4Sense(l4s_root, split='train', bands='rgb', dem='separate')[0]
+    s = Landslide4Sense(l4s_root, split='train', bands='rgb', dem_mode='separate')[0]
     assert s['image'].shape[0] == 3 and s['dem'].shape == (2, 16, 16)
-    s = Landslide4Sense(l4s_root, split='train', bands='rgb', dem='band')[0]
+    s = Landslide4Sense(l4s_root, split='train', bands='rgb', dem_mode='band')[0]
     assert s['image'].shape[0] == 5
     with pytest.raises(ValueError, match='must not include'):
-        Landslide4Sense(l4s_root, bands='all', dem='separate')
+        Landslide4Sense(l4s_root, bands='all', dem_mode='separate')
 
 
 def test_split_without_masks(l4s_root: Path) -> None:
