@@ -297,10 +297,15 @@ def test_mistakes_are_refused_before_any_work(fake_roots: dict[str, Path], tmp_p
     out.mkdir()
     (out / 'tile_000000_mask.png').write_bytes(b'')
     logs = tmp_path / 'logs'
-    args = [*tiny_args('bijie.yaml', fake_roots['bijie'], tmp_path), '--prediction_writer.output_dir', str(out),
-            '--trainer.logger', f'{{"class_path": "lightning.pytorch.loggers.CSVLogger", '
-            f'"init_args": {{"save_dir": "{logs}"}}}}',
-            '--model.model.band_indices', '[0, 1, 7]']  # a model that cannot be built: it must not get that far
+    args = [
+        *tiny_args('bijie.yaml', fake_roots['bijie'], tmp_path),
+        '--prediction_writer.output_dir',
+        str(out),
+        '--trainer.logger',
+        f'{{"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {{"save_dir": "{logs}"}}}}',
+        '--model.model.band_indices',
+        '[0, 1, 7]',
+    ]  # a model that cannot be built: it must not get that far
     with pytest.raises(FileExistsError, match='already holds predictions'):
         main(['predict', *args])
     assert not logs.exists()

@@ -138,7 +138,9 @@ class Landslide4Sense(LabelReader, NonGeoDataset):
         self.bands = tuple(self.all_bands[i] for i in self.band_indices)
         self.dem_indices = [self.all_bands.index(b) for b in self.dem_bands]
         if dem_mode != 'none' and set(self.band_indices) & set(self.dem_indices):
-            raise ConfigError(f'with dem_mode={dem_mode!r} the bands must not include {self.dem_bands} (got {self.bands})')
+            raise ConfigError(
+                f'with dem_mode={dem_mode!r} the bands must not include {self.dem_bands} (got {self.bands})'
+            )
         self.dem_mode = dem_mode
         self.transforms = transforms
         self.nan_policy = nan_policy
