@@ -1,67 +1,143 @@
-"""``python -m sam_cffnet map``: whole-scene landslide mapping from the command line (wiring only)."""
+"""``python -m sam_cffnet map``: region-scale landslide mapping from the command line (wiring only).
+
+The options of ``map`` plus Lightning's own Trainer options (``--trainer.accelerator``, ``--trainer.devices``,
+``--trainer.num_nodes``, ``--trainer.strategy``, ``--trainer.precision``, ...), parsed by jsonargparse like
+``fit``'s, so ``srun python -m sam_cffnet map ... --trainer.devices 4 --trainer.num_nodes 2`` maps on 8 GPUs.
+Everything the user can get wrong is checked before the model is loaded.
+"""
 
 from __future__ import annotations
 
-import argparse
-import json
+from typing import Any
 
-__all__ = ['main']
+__all__ = ['TRAINER_OPTIONS', 'build_parser', 'main']
 
 EPILOG = """examples:
-  python -m sam_cffnet map --checkpoint runs/bijie/best.ckpt --input scene.tif --output scene_landslides.tif \\
-      --polygons scene_landslides.gpkg --min-area 500
+  python -m sam_cffnet map --checkpoint runs/bijie/last.ckpt --input scene.tif --output scene_map.tif \\
+      --polygons scene_map.gpkg --min-area 500 --trainer.precision bf16-mixed
+  python -m sam_cffnet map --checkpoint best.ckpt --input 'tiles/*.tif' other/region.vrt --output-dir maps/ \\
+      --polygons gpkg --mosaic maps/all.vrt --trainer.accelerator gpu --trainer.devices 4
+  srun python -m sam_cffnet map --checkpoint best.ckpt --input 'scenes/*.tif' --output-dir maps/ \\
+      --trainer.devices 4 --trainer.num_nodes 2 --trainer.precision bf16-mixed      # SLURM, 2 nodes x 4 GPUs
   python -m sam_cffnet map --reference-checkpoint checkpoints/GVLM_best.pth.tar --input site.png --output site.tif
 
-The output GeoTIFF (COG layout, uint8, nodata 255) has the input's CRS, transform and size: band 1 =
-probability x 254, band 2 = mask (1 landslide). Band selection and normalization come from the checkpoint."""
+Each output GeoTIFF (COG, uint8, nodata 255) has its scene's CRS, transform and size: band 1 = probability x 254,
+band 2 = mask (1 landslide). Bands and normalization come from the checkpoint. Rerun the same command after an
+interruption: only the missing blocks are computed (state in a hidden .<output>.map-state folder)."""
+
+#: The Trainer options ``map`` accepts (the others concern training, logging or checkpoints).
+TRAINER_OPTIONS = ('accelerator', 'strategy', 'devices', 'num_nodes', 'precision', 'plugins', 'profiler',
+                   'deterministic', 'benchmark')  # fmt: skip
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``map``."""
-    p = argparse.ArgumentParser(
+def build_parser() -> Any:
+    """The jsonargparse parser of ``map`` (``--config`` files work too)."""
+    import argparse
+    import inspect
+
+    from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter
+    from lightning.pytorch import Trainer
+
+    class Formatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
+        """Keeps the examples' lines."""
+
+    p = ArgumentParser(
+        formatter_class=Formatter,
         prog='python -m sam_cffnet map',
-        description='Map landslides over a whole scene (GeoTIFF, PNG, JPEG) with sliding windows; write a '
-        'georeferenced Cloud-Optimized GeoTIFF and optional polygons.',
+        description='Map landslides over whole scenes (GeoTIFF, VRT, PNG/JPEG) with sliding windows on one or many '
+        'devices and nodes; write one georeferenced Cloud-Optimized GeoTIFF per scene, optional polygons, a summary '
+        'per scene and an optional mosaic. Resumable.',
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        exit_on_error=True,
     )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument('--checkpoint', help='a sam_cffnet training checkpoint (.ckpt) or an exported one')
-    src.add_argument('--reference-checkpoint', help="the authors' released {BJL,L4S,GVLM}_best.pth.tar")
-    p.add_argument('--sam-checkpoint', help='SAM weights (sam_vit_l_0b3195.pth) when they moved since training')
-    p.add_argument('--input', required=True, help='the scene: GeoTIFF, or PNG/JPEG (pixel coordinates)')
-    p.add_argument('--output', required=True, help='the GeoTIFF to write')
-    p.add_argument('--tile-size', type=int, default=None, help='window edge (default: training tile size)')
-    p.add_argument('--overlap', type=int, default=None, help='overlap between windows (default: tile size / 4)')
-    p.add_argument('--batch-size', type=int, default=8, help='windows per forward pass (default 8)')
-    p.add_argument('--precision', default='32', choices=['32', 'bf16', '16'], help='autocast precision')
-    p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 ... (default: cuda if available)')
-    p.add_argument('--threshold', type=float, default=None, help="mask rule p > threshold (default: checkpoint's)")
-    p.add_argument('--no-probability', action='store_true', help='write only the binary mask band')
-    p.add_argument('--no-mask', action='store_true', help='write only the probability band')
-    p.add_argument('--polygons', default=None, help='also write polygons (.geojson or .gpkg) in the input CRS')
+    p.add_argument('--config', action=ActionConfigFile, help='a YAML file with any of these options')
+    p.add_argument(
+        '--checkpoint',
+        type=str | None,
+        default=None,
+        help='a sam_cffnet training checkpoint (.ckpt) or an exported one',
+    )
+    p.add_argument(
+        '--reference-checkpoint',
+        type=str | None,
+        default=None,
+        help="instead, the authors' released {BJL,L4S,GVLM}_best.pth.tar",
+    )
+    p.add_argument(
+        '--sam-checkpoint',
+        type=str | None,
+        default=None,
+        help='SAM weights (sam_vit_l_0b3195.pth) when they moved since training (with --checkpoint)',
+    )
+    p.add_argument(
+        '--input', nargs='+', required=True, help='scenes: GeoTIFF/VRT/PNG/JPEG files or glob patterns (quote them)'
+    )
+    p.add_argument('--output', type=str | None, default=None, help='the output GeoTIFF (one scene)')
+    p.add_argument('--output-dir', type=str | None, default=None, help='instead, a folder: <scene stem>.tif per scene')
+    p.add_argument(
+        '--polygons',
+        type=str | None,
+        default=None,
+        help='also write polygons: a .gpkg/.geojson path (one scene), or gpkg / geojson: one file per scene',
+    )
     p.add_argument('--min-area', type=float, default=0.0, help='minimum polygon area (CRS units^2, or pixels)')
-    p.add_argument('--block-width', type=int, default=4096, help='widest column block held in memory (pixels)')
-    p.add_argument('--overwrite', action='store_true', help='replace existing outputs')
+    p.add_argument(
+        '--mosaic',
+        type=str | None,
+        default=None,
+        help='also write a mosaic of all outputs: .vrt, or .tif (COG); the scenes must share a CRS',
+    )
+    p.add_argument('--tile-size', type=int | None, default=None, help='window edge (default: training tile size)')
+    p.add_argument('--overlap', type=int | None, default=None, help='overlap between windows (default: tile / 4)')
+    p.add_argument('--batch-size', type=int, default=8, help='windows per forward pass (default 8)')
+    p.add_argument(
+        '--block-size',
+        type=int,
+        default=3072,
+        help='edge of the blocks processes take, in pixels (default 3072; ~9 bytes/pixel in memory)',
+    )
+    p.add_argument(
+        '--threshold', type=float | None, default=None, help="mask rule p > threshold (default: the checkpoint's rule)"
+    )
+    p.add_argument('--no-probability', action='store_true', help='write only the mask band')
+    p.add_argument('--no-mask', action='store_true', help='write only the probability band')
+    p.add_argument('--attention', choices=['sdpa', 'reference', 'checkpoint'], default='sdpa',
+                   help="SAM encoder attention: sdpa (default; same result, less memory), reference, or the "
+                        "checkpoint's")  # fmt: skip
+    p.add_argument('--compile', action='store_true', help='run the model through torch.compile')
+    p.add_argument('--num-workers', type=int, default=2, help='raster reader processes per device (default 2)')
+    p.add_argument('--gdal-cache-mb', type=int, default=256, help='GDAL block cache per process (MB, default 256)')
+    p.add_argument('--overwrite', action='store_true', help="replace existing outputs and another run's state")
     p.add_argument('--quiet', action='store_true', help='no progress bar')
+    skip = set(inspect.signature(Trainer.__init__).parameters) - {'self', *TRAINER_OPTIONS}
+    p.add_class_arguments(Trainer, 'trainer', fail_untyped=False, instantiate=False, sub_configs=True, skip=skip)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``map``; returns the exit code. Bad input raises (the top-level CLI prints it as one line, exit 2)."""
-    args = build_parser().parse_args(argv)
-    from .scene import load_mapping_model, map_scene
+    from .model import check_model_files, load_mapping_model
+    from .params import MapParams, file_identity
+    from .runner import MappingRun
 
-    model, pre, threshold = load_mapping_model(
-        args.checkpoint, args.reference_checkpoint, args.sam_checkpoint, map_location='cpu'
-    )
-    summary = map_scene(
-        model, args.input, args.output, tile_size=args.tile_size, overlap=args.overlap,
-        batch_size=args.batch_size, precision=args.precision, preprocessing=pre,
-        write_probability=not args.no_probability, write_mask=not args.no_mask, polygons_path=args.polygons,
-        min_area=args.min_area, overwrite=args.overwrite,
-        threshold=args.threshold if args.threshold is not None else threshold, device=args.device,
-        block_width=args.block_width, progress=not args.quiet,
+    parser = build_parser()
+    cfg = parser.parse_args(argv)
+    check_model_files(cfg.checkpoint, cfg.reference_checkpoint, cfg.sam_checkpoint, prefix='--')
+    params = MapParams(
+        inputs=list(cfg.input), output=cfg.output, output_dir=cfg.output_dir, polygons=cfg.polygons,
+        min_area=cfg.min_area, mosaic=cfg.mosaic, tile_size=cfg.tile_size, overlap=cfg.overlap,
+        batch_size=cfg.batch_size, block_size=cfg.block_size, threshold=cfg.threshold,
+        write_probability=not cfg.no_probability, write_mask=not cfg.no_mask,
+        attention=None if cfg.attention == 'checkpoint' else cfg.attention, compile=cfg.compile,
+        num_workers=cfg.num_workers, gdal_cache_mb=cfg.gdal_cache_mb, overwrite=cfg.overwrite, progress=not cfg.quiet,
     )  # fmt: skip
-    print(json.dumps(summary, indent=2, default=str))
+    identity = {
+        name: file_identity(value) if value is not None else None
+        for name, value in (('checkpoint', cfg.checkpoint), ('reference_checkpoint', cfg.reference_checkpoint),
+                            ('sam_checkpoint', cfg.sam_checkpoint))
+    }  # fmt: skip
+    trainer = dict(parser.instantiate(cfg).trainer)
+    run = MappingRun(params, identity, trainer)  # inputs, outputs, another run's state: refused before loading
+    model, pre, rule = load_mapping_model(cfg.checkpoint, cfg.reference_checkpoint, cfg.sam_checkpoint)
+    run.execute(model, pre, rule)
     return 0

@@ -1,9 +1,11 @@
-"""Fixtures for the scene-mapping tests: a tiny random SAM-CFFNet task, its checkpoint, generated rasters."""
+"""Fixtures for the mapping tests: a tiny random SAM-CFFNet task, its checkpoint, generated rasters, a pixel model."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,22 +14,16 @@ import pytest
 import rasterio
 import torch
 from affine import Affine
+from torch import Tensor, nn
 
 from sam_cffnet.datamodules import BijieDataModule
 from sam_cffnet.models import build_model
+from sam_cffnet.preprocessing import Preprocessing
 from sam_cffnet.tasks.segmentation import SegmentationTask
 
 CRS = 'EPSG:32648'  # projected (UTM 48N, Bijie)
 TRANSFORM = Affine(2.0, 0.0, 500_000.0, 0.0, -2.0, 3_000_000.0)  # 2 m pixels
-
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread() -> Iterator[None]:
-    """One torch thread: the test machine is shared, oversubscribed threads make the tiny model 10x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope='session')
@@ -36,7 +32,7 @@ def task() -> SegmentationTask:
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        t = SegmentationTask(build_model('sam_cffnet', variant='vit_tiny', input_size=None))
+        t = SegmentationTask(build_model('sam_cffnet', variant='vit_tiny', input_size=None, decoder_channels=64))
     t.preprocessing = BijieDataModule(root='unused', tile_size=64).preprocessing
     return t.eval()
 
@@ -52,11 +48,16 @@ def checkpoint(task: SegmentationTask, tmp_path_factory: pytest.TempPathFactory)
 
 
 def write_geotiff(
-    path: Path, data: np.ndarray, nodata: float | None = None, crs: str | None = CRS, transform: Any = TRANSFORM
+    path: Path,
+    data: np.ndarray,
+    nodata: float | None = None,
+    crs: str | None = CRS,
+    transform: Any = TRANSFORM,
+    **profile: Any,
 ) -> Path:
     """Write ``data`` (C, H, W) as a GeoTIFF."""
     profile = {'driver': 'GTiff', 'height': data.shape[1], 'width': data.shape[2], 'count': data.shape[0],
-               'dtype': data.dtype.name, 'crs': crs, 'transform': transform, 'nodata': nodata}  # fmt: skip
+               'dtype': data.dtype.name, 'crs': crs, 'transform': transform, 'nodata': nodata, **profile}  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         with rasterio.open(path, 'w', **profile) as dst:
@@ -67,3 +68,53 @@ def write_geotiff(
 def random_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A uint8 RGB image (3, H, W) with values 1..255 (0 is left for nodata)."""
     return np.random.default_rng(seed).integers(1, 256, (3, height, width), dtype=np.uint8)
+
+
+def read(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """Pixels and metadata of a raster."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        with rasterio.open(path) as src:
+            meta = {'crs': src.crs, 'transform': src.transform, 'shape': (src.height, src.width),
+                    'nodata': src.nodata, 'layout': src.tags(ns='IMAGE_STRUCTURE').get('LAYOUT'),
+                    'descriptions': src.descriptions, 'tiled': src.profile.get('tiled'),
+                    'compress': src.profile.get('compress'), 'scales': src.scales, 'tags': src.tags()}  # fmt: skip
+            return src.read(), meta
+
+
+class PixelModel(nn.Module):
+    """A per-pixel 'model' (logit = 6 * (mean of the bands - 0.5)): any correct tiling gives the same map.
+
+    Args:
+        fail_after: raise after this many forward passes (an interrupted run).
+    """
+
+    input_keys = ('image',)
+    in_channels = 3
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        super().__init__()
+        self.calls = 0
+        self.fail_after = fail_after
+
+    def forward(self, image: Tensor) -> Tensor:
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise RuntimeError('interrupted')
+        return 6 * (image.mean(1, keepdim=True) - 0.5)
+
+
+def rgb_preprocessing() -> Preprocessing:
+    """The Bijie pipeline (RGB / 255)."""
+    return BijieDataModule(root='unused').preprocessing
+
+
+def run_cli(args: list[str], timeout: float = 300, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """``python -m sam_cffnet <args>`` in a subprocess (one torch thread per process: reproducible, no
+    oversubscription on a shared machine)."""
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONWARNINGS': 'ignore'}
+    env.pop('SAM_CFFNET_TRACEBACK', None)
+    return subprocess.run(
+        [sys.executable, '-m', 'sam_cffnet', *args], capture_output=True, text=True, env=env, cwd=REPO,
+        timeout=timeout, **kwargs,
+    )  # fmt: skip
