@@ -348,6 +348,13 @@ def _cmd_extract_features(argv: list[str]) -> int:
     return 0
 
 
+def _cmd_reproduce(argv: list[str]) -> int:
+    """``reproduce``, its fits and tests run in this process through :func:`main` (so DDP launches re-run it)."""
+    from .reproduce import main as reproduce
+
+    return reproduce(argv, run_cli=main)
+
+
 #: Extra subcommands: name -> (one-line help, ``'module:function'`` taking the remaining argv, returning an exit
 #: code). Modules are imported only when their command runs.
 TOOLS: dict[str, tuple[str, str]] = {
@@ -360,10 +367,10 @@ TOOLS: dict[str, tuple[str, str]] = {
         'sam_cffnet.cli:_cmd_extract_features',
     ),
     'map': (
-        'map landslides over a whole scene (GeoTIFF/PNG) -> georeferenced COG + polygons',
+        'map landslides over whole scenes or regions (GeoTIFF/VRT/PNG; multi-GPU/SLURM, resumable) -> COGs + polygons',
         'sam_cffnet.inference.cli:main',
     ),
-    'reproduce': ("train and test the paper's recipes, authors' protocol -> table", 'sam_cffnet.reproduce:main'),
+    'reproduce': ("train and test the paper's recipes, authors' protocol -> table", 'sam_cffnet.cli:_cmd_reproduce'),
 }
 
 
@@ -390,19 +397,31 @@ def main(args: list[str] | None = None) -> Any:
         return _dispatch(list(args), from_command_line=False)
     try:
         result = _dispatch(sys.argv[1:], from_command_line=True)
-    except SAMCFFNetError as err:
-        if os.environ.get('SAM_CFFNET_TRACEBACK'):
-            raise
-        print(f'sam_cffnet: error: {err}', file=sys.stderr)
-        print('(set SAM_CFFNET_TRACEBACK=1 to see the traceback)', file=sys.stderr)
-        return 2
     except BaseException as err:
+        user_error = _user_error(err)
+        if user_error is not None and not os.environ.get('SAM_CFFNET_TRACEBACK'):
+            print(f'sam_cffnet: error: {user_error}', file=sys.stderr)
+            print('(set SAM_CFFNET_TRACEBACK=1 to see the traceback)', file=sys.stderr)
+            return 2
         if type(err).__name__ == 'SIGTERMException':  # lightning.pytorch.utilities.exceptions.SIGTERMException
             print('sam_cffnet: stopped by SIGTERM; rerun the same command with --ckpt_path last to resume from the '
                   'last completed epoch', file=sys.stderr)  # fmt: skip
             return 143
         raise
     return result if isinstance(result, int) else 0
+
+
+def _user_error(err: BaseException) -> SAMCFFNetError | None:
+    """The :class:`SAMCFFNetError` behind ``err``: itself, or the cause of a wrapper (jsonargparse reports an error
+    raised while a config class is built as a plain ``ValueError`` whose ``__cause__`` is the original)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, SAMCFFNetError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__
+    return None
 
 
 def _dispatch(argv: list[str], from_command_line: bool) -> Any:

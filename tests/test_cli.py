@@ -327,3 +327,15 @@ def test_torchgeo_denormalization_and_rgb_bands() -> None:
     l4s = Landslide4SenseDataModule(root='unused', bands='all')
     assert l4s.preprocessing.rgb_indices == (3, 2, 1)
     assert [l4s.bands[i] for i in l4s.preprocessing.rgb_indices] == ['B4', 'B3', 'B2']
+
+
+def test_a_user_error_raised_while_building_the_datamodule_is_one_line(fake_roots: dict[str, Path]) -> None:
+    """jsonargparse wraps exceptions raised in a class's constructor: the CLI still reports the user's mistake."""
+    env = {k: v for k, v in os.environ.items() if k != 'SAM_CFFNET_TRACEBACK'}
+    command = [sys.executable, '-m', 'sam_cffnet', 'fit', '--config', 'gvlm.yaml',
+               '--data.init_args.root', str(fake_roots['gvlm']), '--data.init_args.train_sites', '[a]',
+               *model_flags(TINY_MODEL)]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert 'sam_cffnet: error:' in run.stderr and 'must be given together' in run.stderr
+    assert 'Traceback' not in run.stderr

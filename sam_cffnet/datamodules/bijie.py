@@ -11,9 +11,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..datasets.bijie import Bijie
-from ..datasets.utils import pad_to, tile_windows
+from ..datasets.utils import pad_to
 from ..errors import ConfigError, DataError
 from ..preprocessing import resize_sample
+from ..tiling import tile_windows
 from .base import LandslideDataModule, split_indices
 
 

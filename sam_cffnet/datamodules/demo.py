@@ -26,7 +26,7 @@ class DemoBijieDataModule(BijieDataModule):
     creates_root = True
 
     def __init__(
-        self, root: str = 'demo_data/bijie', num_landslide: int = 24, num_non_landslide: int = 12, **kwargs: Any
+        self, root: str = 'runs/demo_data/bijie', num_landslide: int = 24, num_non_landslide: int = 12, **kwargs: Any
     ):
         super().__init__(root=root, **kwargs)
         self.num_landslide = num_landslide

@@ -4,13 +4,14 @@ Samples are dicts: ``image`` float32 ``(C, H, W)`` with raw (un-normalized) valu
 {0, 1} when the split has labels, and optionally ``dem`` float32 ``(K, H, W)``.
 """
 
+from ..tiling import tile_starts, tile_windows
 from .bijie import Bijie
 from .demo import make_demo_bijie
 from .gvlm import GVLM
 from .inventory import InventoryTiles, LandslideInventory
 from .landslide4sense import Landslide4Sense
 from .reference_tiles import ReferenceTiles
-from .utils import DatasetLayoutError, LayoutNotFoundError, tile_starts, tile_windows
+from .utils import DatasetLayoutError, LayoutNotFoundError
 
 __all__ = [
     'GVLM',

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from torchgeo.datasets import NonGeoDataset
 
+from ..tiling import tile_windows
 from .utils import (
     DatasetLayoutError,
     LabelEncoding,
@@ -26,7 +27,6 @@ from .utils import (
     raster_label_window,
     raster_shape,
     read_raster_window,
-    tile_windows,
     verify_png,
 )
 

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torchgeo.datasets import DatasetNotFoundError
 
-from ..errors import ConfigError, DataError, SAMCFFNetError
+from ..errors import DataError, SAMCFFNetError
 
 PathLike = str | os.PathLike[str]
 
@@ -48,8 +48,6 @@ __all__ = [
     'raster_shape',
     'read_h5',
     'read_raster_window',
-    'tile_starts',
-    'tile_windows',
     'verify_png',
 ]
 
@@ -463,43 +461,6 @@ def raster_label_values(path: PathLike, strip_rows: int = 256) -> np.ndarray:
     except Exception as err:
         raise DatasetLayoutError(path, f'unreadable label raster ({err})') from err
     return seen
-
-
-def tile_starts(length: int, tile: int, stride: int) -> list[int]:
-    """Start offsets of tiles along one axis; the last tile is snapped to the edge (GVLM's ``start_points``).
-
-    Args:
-        length: Axis length in pixels.
-        tile: Tile size.
-        stride: Step between tiles (``stride == tile``: no overlap).
-
-    Returns:
-        Sorted unique start offsets. ``[0]`` when ``length <= tile`` (the tile is then padded).
-    """
-    if tile <= 0 or stride <= 0:
-        raise ConfigError(f'tile ({tile}) and stride ({stride}) must be positive')
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile + 1, stride))
-    if starts[-1] + tile < length:
-        starts.append(length - tile)
-    return starts
-
-
-def tile_windows(height: int, width: int, tile: int, stride: int | None = None) -> list[tuple[int, int]]:
-    """Row-major list of ``(row, col)`` tile offsets covering an ``height x width`` raster.
-
-    Args:
-        height: Raster height.
-        width: Raster width.
-        tile: Tile size.
-        stride: Step (default ``tile``).
-
-    Returns:
-        List of ``(row_off, col_off)``.
-    """
-    stride = stride or tile
-    return [(r, c) for r in tile_starts(height, tile, stride) for c in tile_starts(width, tile, stride)]
 
 
 def open_raster(path: PathLike) -> Any:

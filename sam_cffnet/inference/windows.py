@@ -1,9 +1,9 @@
 """Window planning and blending of whole-scene mapping: pure numpy, no file, no model, no Lightning.
 
 A scene of ``H x W`` pixels is covered by square windows of ``tile`` pixels every ``step = tile - overlap`` pixels
-(:func:`window_starts`, the last window snapped to the edge, as GVLM's training tiles). The windows' probabilities
-are blended with :func:`window_weight` (1 in the middle, a cosine ramp over the overlap), so tile borders show no
-seams::
+(:func:`sam_cffnet.tiling.tile_starts`, the last window snapped to the edge: the rule of GVLM's training tiles).
+The windows' probabilities are blended with :func:`window_weight` (1 in the middle, a cosine ramp over the overlap),
+so tile borders show no seams::
 
     p(pixel) = sum_w weight_w(pixel) * p_w(pixel) / sum_w weight_w(pixel)     (over the windows w holding the pixel)
 
@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..tiling import tile_starts
+
 __all__ = [
     'NODATA',
     'PROBABILITY_SCALE',
@@ -38,7 +40,6 @@ __all__ = [
     'ScenePlan',
     'balanced_split',
     'encode_probability',
-    'window_starts',
     'window_weight',
 ]
 
@@ -48,29 +49,6 @@ PROBABILITY_SCALE = 254
 NODATA = 255
 
 Window = tuple[int, int]  # (row, col) of the window's top-left pixel in the scene
-
-
-def window_starts(length: int, tile: int, step: int) -> list[int]:
-    """Start offsets of the windows along one axis: every ``step`` pixels, the last one snapped to the edge.
-
-    The rule of :func:`sam_cffnet.datasets.utils.tile_starts` (GVLM's training tiles).
-
-    Args:
-        length: axis length in pixels.
-        tile: window size.
-        step: step between windows (``tile - overlap``).
-
-    Returns:
-        Sorted unique offsets; ``[0]`` when ``length <= tile`` (the window is then padded with nodata).
-    """
-    if tile <= 0 or step <= 0:
-        raise ValueError(f'tile ({tile}) and step ({step}) must be positive')
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile + 1, step))
-    if starts[-1] + tile < length:
-        starts.append(length - tile)
-    return starts
 
 
 def window_weight(tile_size: int, overlap: int) -> np.ndarray:
@@ -189,7 +167,7 @@ class ScenePlan:
             raise ValueError(f'block_size must be positive, got {self.block_size}')
         step = self.tile - self.overlap
         per_block = max(1, self.block_size // step)
-        rows, cols = window_starts(self.height, self.tile, step), window_starts(self.width, self.tile, step)
+        rows, cols = tile_starts(self.height, self.tile, step), tile_starts(self.width, self.tile, step)
         set_ = object.__setattr__
         set_(self, 'rows', tuple(rows))
         set_(self, 'cols', tuple(cols))

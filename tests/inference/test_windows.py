@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sam_cffnet.datasets.utils import tile_starts
 from sam_cffnet.inference.windows import (
     NODATA,
     PROBABILITY_SCALE,
@@ -13,15 +12,8 @@ from sam_cffnet.inference.windows import (
     ScenePlan,
     balanced_split,
     encode_probability,
-    window_starts,
     window_weight,
 )
-
-
-@pytest.mark.parametrize('length', [1, 63, 64, 65, 100, 150, 257])
-@pytest.mark.parametrize(('tile', 'step'), [(64, 48), (64, 64), (32, 8)])
-def test_window_starts_follow_the_training_tiles(length: int, tile: int, step: int) -> None:
-    assert window_starts(length, tile, step) == tile_starts(length, tile, step)
 
 
 def test_window_weight_positive_and_complementary() -> None:
