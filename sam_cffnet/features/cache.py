@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 #: Version of the on-disk format (part of the key).
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 HEADER = 'header.json'
 HASHES = 'tile_hashes.npy'
 STORAGE_DTYPE = np.float16
@@ -92,7 +92,11 @@ def encoder_cache_config(encoder: nn.Module) -> dict[str, Any]:
         )
     adapter = encoder.band_adapter
     speed = getattr(encoder, 'speed_options', None)
+    # every option of the encoder (a new switch is part of the key without an edit here), the weights by fingerprint
+    # rather than by file name, then the values in effect now (speed switches can be changed after construction)
+    options = {k: v for k, v in getattr(encoder, 'options', {}).items() if k != 'sam_checkpoint'}
     return {
+        **options,
         'variant': encoder.variant,
         'fingerprint': encoder.fingerprint(),
         'input_size': encoder.input_size,
@@ -103,6 +107,7 @@ def encoder_cache_config(encoder: nn.Module) -> dict[str, Any]:
         'out_indices': list(encoder.out_indices),
         'autocast': speed.autocast if speed is not None else 'none',
         'attention': speed.attention if speed is not None else 'reference',
+        'channels_last': bool(speed.channels_last) if speed is not None else False,
     }
 
 
