@@ -193,7 +193,8 @@ class SegmentationTask(LightningModule):
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         logits = self(*self.model_inputs(batch))
-        self.log('val_loss', self.loss_fn(logits, batch['mask']), prog_bar=True, batch_size=logits.shape[0])
+        loss = self.loss_fn(logits, batch['mask'])
+        self.log('val_loss', loss, prog_bar=True, batch_size=logits.shape[0], sync_dist=True)  # mean over ranks
         self.val_metrics.update(logits, batch['mask'])
         if batch_idx == 0 and self.hparams.num_figure_tiles:
             n = self.hparams.num_figure_tiles
@@ -211,7 +212,7 @@ class SegmentationTask(LightningModule):
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         logits = self(*self.model_inputs(batch))
-        self.log('test_loss', self.loss_fn(logits, batch['mask']), batch_size=logits.shape[0])
+        self.log('test_loss', self.loss_fn(logits, batch['mask']), batch_size=logits.shape[0], sync_dist=True)
         self.test_metrics.update(logits, batch['mask'])
 
     def on_test_epoch_end(self) -> None:
