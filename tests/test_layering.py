@@ -62,3 +62,15 @@ def test_a_forbidden_import_breaks_the_contract(copy_root: Path, module: str, li
     assert run.returncode != 0, run.stdout[-3000:]
     broken = run.stdout.split('Broken contracts', 1)[-1]
     assert contract in broken, run.stdout[-3000:]
+
+
+def test_importing_the_datamodules_loads_no_model_code() -> None:
+    """What the contracts say statically, checked at run time: another Lightning project can use the datamodules
+    without segment-anything or our models being imported."""
+    code = (
+        'import sys, sam_cffnet.datamodules; '
+        "bad = [m for m in ('sam_cffnet.models', 'segment_anything', 'sam_cffnet.tasks') if m in sys.modules]; "
+        'print(bad); sys.exit(1 if bad else 0)'
+    )
+    run = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr[-2000:]

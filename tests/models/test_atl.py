@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
 
 from sam_cffnet.models.adapters.atl import ATL_KINDS, PromptATL, SpaceATL, build_atl, highpass_fft, lowfreq_square
 from sam_cffnet.models.encoders.sam import SAMEncoder
-
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest single-threaded (and do not fight over the shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def n_params(module: torch.nn.Module) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +38,6 @@ VIT_L_TRAINABLE = {
 }
 #: ViT-L frozen parameters: image encoder (ViT + neck), as in the SAM checkpoint.
 VIT_L_FROZEN = 308_278_272
-
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest single-threaded (and do not fight over the shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny(**kwargs: Any) -> TransLandSeg:
