@@ -108,11 +108,12 @@ def memory_worker(args: argparse.Namespace) -> None:
 
 def _table(title: str, results: dict[str, dict], rows: list[tuple[str, str, str]]) -> None:
     names = list(results)
+    w = max(len(label) for label, _, _ in rows)
     print(f'\n{title}\n')
-    print(f'| {"":28} | ' + ' | '.join(f'{n:>16}' for n in names) + ' |')
-    print('|' + '-' * 30 + '|' + '|'.join('-' * 18 for _ in names) + '|')
+    print(f'| {"":{w}} | ' + ' | '.join(f'{n:>16}' for n in names) + ' |')
+    print('|' + '-' * (w + 2) + '|' + '|'.join('-' * 18 for _ in names) + '|')
     for label, key, fmt in rows:
-        print(f'| {label:28} | ' + ' | '.join(f'{fmt.format(results[n][key]):>16}' for n in names) + ' |')
+        print(f'| {label:{w}} | ' + ' | '.join(f'{fmt.format(results[n][key]):>16}' for n in names) + ' |')
 
 
 def memory_table(args: argparse.Namespace, tmp: Path) -> None:
