@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _memory import MIB, reset_peak, status_bytes
 
 GVLM_SITES = ('A Luoi_Vietnam', 'Asakura_Japan', 'Kupang_Indonesia', 'Shimen_China')
 
@@ -133,11 +134,6 @@ def bench_throughput(tmp: Path, quick: bool) -> list[dict[str, object]]:
 
 
 # ----------------------------------------------------------------------------- 2. memory
-def _rss_kib(field: str) -> int:
-    for line in Path('/proc/self/status').read_text().splitlines():
-        if line.startswith(field + ':'):
-            return int(line.split()[1])
-    return -1
 
 
 def _child(mode: str, root: str) -> None:
@@ -148,11 +144,7 @@ def _child(mode: str, root: str) -> None:
     from sam_cffnet.datasets.utils import cache_as_tiled_tiff
 
     warnings.simplefilter('ignore')
-    base = _rss_kib('VmRSS')
-    try:
-        Path('/proc/self/clear_refs').write_text('5')  # reset VmHWM (peak RSS) to the current RSS
-    except OSError:
-        pass
+    base = reset_peak()
     t0 = time.perf_counter()
     tiles = 0
     if mode == 'tiles':
@@ -173,7 +165,9 @@ def _child(mode: str, root: str) -> None:
             arr = np.asarray(im)
         tiles = int(arr.shape[0] > 0)
     secs = time.perf_counter() - t0
-    print(json.dumps({'base_mib': base / 1024, 'peak_mib': _rss_kib('VmHWM') / 1024, 'tiles': tiles, 'seconds': secs}))
+    print(
+        json.dumps({'base_mib': base / MIB, 'peak_mib': status_bytes('VmHWM') / MIB, 'tiles': tiles, 'seconds': secs})
+    )
 
 
 def bench_memory(tmp: Path, quick: bool) -> list[dict[str, object]]:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from _memory import reset_peak, status_bytes
 
 from sam_cffnet.models.encoders.attention import configure_encoder_speed
 from sam_cffnet.models.encoders.sam import SAMEncoder
@@ -30,26 +31,6 @@ CONFIGS = {
 }
 
 
-def _status(field: str) -> int:
-    """A /proc/self/status memory field in bytes (0 where unavailable)."""
-    try:
-        for line in Path('/proc/self/status').read_text().splitlines():
-            if line.startswith(field + ':'):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def reset_peak() -> int:
-    """Reset the peak RSS (Linux >= 4.0) and return the current RSS in bytes."""
-    try:
-        Path('/proc/self/clear_refs').write_text('5')
-    except OSError:
-        pass
-    return _status('VmRSS')
-
-
 def measure(encoder: SAMEncoder, x: torch.Tensor, reps: int) -> tuple[list[float], list[torch.Tensor], int]:
     """Timings, features and peak extra memory of ``reps`` forwards (after one warm-up for small inputs)."""
     times = []
@@ -59,7 +40,7 @@ def measure(encoder: SAMEncoder, x: torch.Tensor, reps: int) -> tuple[list[float
             t = time.perf_counter()
             feats = encoder(x).features
             times.append(time.perf_counter() - t)
-    peak = _status('VmHWM') - base
+    peak = status_bytes('VmHWM') - base
     return times, [f.float().clone() for f in feats], peak
 
 

@@ -18,10 +18,10 @@ import statistics
 import tempfile
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import torch
+from _memory import reset_peak, status_bytes
 
 from sam_cffnet.datamodules import DemoBijieDataModule
 from sam_cffnet.features import CachedFeatureDataModule
@@ -29,25 +29,10 @@ from sam_cffnet.models import build_model
 from sam_cffnet.tasks.segmentation import SegmentationTask
 
 
-def _status(field: str) -> int:
-    for line in Path('/proc/self/status').read_text().splitlines():
-        if line.startswith(field + ':'):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def _reset_peak() -> int:
-    try:
-        Path('/proc/self/clear_refs').write_text('5')
-    except OSError:
-        pass
-    return _status('VmRSS')
-
-
 def run_epoch(task: SegmentationTask, dm: Any, optimizer: torch.optim.Optimizer) -> tuple[float, float, int]:
     """One training epoch; returns (seconds, first-step loss, peak extra RSS bytes)."""
     task.train()
-    base = _reset_peak()
+    base = reset_peak()
     first = float('nan')
     start = time.perf_counter()
     for i, batch in enumerate(dm.train_dataloader()):
@@ -59,7 +44,7 @@ def run_epoch(task: SegmentationTask, dm: Any, optimizer: torch.optim.Optimizer)
         optimizer.step()
         if i == 0:
             first = loss.item()
-    return time.perf_counter() - start, first, _status('VmHWM') - base
+    return time.perf_counter() - start, first, status_bytes('VmHWM') - base
 
 
 def main() -> None:

@@ -37,6 +37,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from _memory import MIB, reset_peak, status_bytes
+
 REPO = Path(__file__).resolve().parents[1]
 BATCH, TILE = 8, 256
 
@@ -68,13 +70,6 @@ def make_data(root: Path, scenes: int, size: int, regional: int = 0) -> dict[str
         blobs = [gen.landslide_polygon(rng, float(x), float(y), 0.0005) for x, y in centres]
         gen.write_vector(Path(data['labels']), list(frame.geometry) + blobs, 'EPSG:4326')
     return data
-
-
-def _rss_kib(field: str) -> int:
-    for line in Path('/proc/self/status').read_text().splitlines():
-        if line.startswith(field + ':'):
-            return int(line.split()[1])
-    return -1
 
 
 # ----------------------------------------------------------------------------- the two loaders
@@ -153,11 +148,7 @@ def _child(kind: str, root: str, batches: int) -> None:
     import sam_cffnet.datamodules  # noqa: F401
 
     data = json.loads((Path(root) / 'data.json').read_text())
-    base = _rss_kib('VmRSS')
-    try:
-        Path('/proc/self/clear_refs').write_text('5')  # reset VmHWM (peak RSS) to the current RSS
-    except OSError:
-        pass
+    base = reset_peak()
     t0 = time.perf_counter()
     length = (batches + 1) * BATCH
     warm = None
@@ -174,7 +165,7 @@ def _child(kind: str, root: str, batches: int) -> None:
         loader = torchgeo_loader(data, length)
         setup = time.perf_counter() - t0
     per_tile = _time_batches(loader, batches)
-    print(json.dumps({'base_mib': base / 1024, 'peak_mib': _rss_kib('VmHWM') / 1024, 'setup_s': setup,
+    print(json.dumps({'base_mib': base / MIB, 'peak_mib': status_bytes('VmHWM') / MIB, 'setup_s': setup,
                       'setup_warm_s': warm, 'tiles_per_s': 1 / per_tile}))  # fmt: skip
 
 

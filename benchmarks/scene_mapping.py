@@ -27,12 +27,7 @@ import time
 import warnings
 from pathlib import Path
 
-
-def _status_kib(key: str) -> int:
-    for line in Path('/proc/self/status').read_text().splitlines():
-        if line.startswith(key + ':'):
-            return int(line.split()[1])
-    raise KeyError(key)
+from _memory import MIB, reset_peak, status_bytes
 
 
 def write_scene(path: Path, height: int, width: int, strip: int = 256) -> None:
@@ -93,14 +88,13 @@ def memory_worker(args: argparse.Namespace) -> None:
                 'block_size': args.block_size, 'gdal_cache_mb': args.gdal_cache_mb, 'device': 'cpu',
                 'overwrite': True}  # fmt: skip
     map_scene(task, args.warm, Path(args.output).with_name('warm.tif'), **settings)  # imports, kernels, Lightning
-    before = _status_kib('VmRSS')
-    Path('/proc/self/clear_refs').write_text('5')  # reset VmHWM to the current RSS
+    before = reset_peak()
     t0 = time.perf_counter()
     summary = map_scene(task, args.scene, args.output, **settings)
     wall = time.perf_counter() - t0
-    peak = _status_kib('VmHWM')
+    peak = status_bytes('VmHWM')
     print(json.dumps({
-        'peak_rss_mib': peak / 1024, 'rss_before_mib': before / 1024, 'increase_mib': (peak - before) / 1024,
+        'peak_rss_mib': peak / MIB, 'rss_before_mib': before / MIB, 'increase_mib': (peak - before) / MIB,
         'windows': summary['windows'], 'windows_per_second': summary['windows_per_second'], 'wall_s': wall,
         'blocks': summary['blocks'],
     }))  # fmt: skip
