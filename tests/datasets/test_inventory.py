@@ -191,10 +191,15 @@ def test_label_raster_gives_the_same_masks(inventory: dict[str, Any], tmp_path: 
         assert torch.equal(a[i]['mask'], b[i]['mask'])
 
 
-def test_mixed_band_counts_are_refused(gen: ModuleType, inventory: dict[str, Any], tmp_path: Path) -> None:
+def test_mixed_band_counts_and_data_types_are_refused(
+    gen: ModuleType, inventory: dict[str, Any], tmp_path: Path
+) -> None:
     five = gen.write_geotiff(tmp_path / 'five.tif', np.ones((5, 64, 64), np.uint8), gen.scene_transform(3, 64, 2.0))
     with pytest.raises(DataError, match=r'different band counts \(scene_0.tif: 3, five.tif: 5\)'):
         LandslideInventory([inventory['images'][0], str(five)], inventory['labels'])
+    wide = gen.write_geotiff(tmp_path / 'wide.tif', np.ones((3, 64, 64), np.uint16), gen.scene_transform(3, 64, 2.0))
+    with pytest.raises(DataError, match=r'different data types \(scene_0.tif: uint8, wide.tif: uint16\)'):
+        LandslideInventory([inventory['images'][0], str(wide)], inventory['labels'])
 
 
 def test_mixed_resolutions_are_resampled_and_logged(gen: ModuleType, inventory: dict[str, Any], tmp_path: Path) -> None:

@@ -64,6 +64,15 @@ def _file_key(path: str) -> list[Any]:
     return [path, stat.st_size, stat.st_mtime_ns]
 
 
+def _shared(images: list[RasterInfo], attr: str, what: str, advice: str) -> Any:
+    """The value of ``attr`` that every scene shares; a :class:`DataError` listing each scene's value otherwise."""
+    values = {getattr(i, attr) for i in images}
+    if len(values) > 1:
+        listing = ', '.join(f'{Path(i.path).name}: {getattr(i, attr)}' for i in images)
+        raise DataError(f'data.init_args.images: the scenes have different {what} ({listing}); {advice}')
+    return values.pop()
+
+
 class LandslideInventory:
     """Scenes + landslide labels (+ DEM) checked and put on one pixel grid; torchgeo datasets over it.
 
@@ -121,22 +130,19 @@ class LandslideInventory:
         # ---- imagery
         self.image_files = resolve_files(images, 'images', 'raster')
         self.images = [inspect_raster(p, 'images') for p in self.image_files]
-        counts = {i.data_count for i in self.images}
-        if len(counts) > 1:
-            listing = ', '.join(f'{Path(i.path).name}: {i.data_count}' for i in self.images)
-            raise DataError(
-                f'data.init_args.images: the scenes have different band counts ({listing}); every scene must hold '
-                f'the same bands in the same order (split the scenes into separate runs, or select bands with gdal)'
-            )
-        dtypes = {i.dtype for i in self.images}
-        if len(dtypes) > 1:
-            listing = ', '.join(f'{Path(i.path).name}: {i.dtype}' for i in self.images)
-            raise DataError(
-                f'data.init_args.images: the scenes have different data types ({listing}); one normalization cannot '
-                f'fit them all: convert them to one type (and scale) first'
-            )
-        self.dtype = dtypes.pop()
-        n = counts.pop()
+        n = _shared(
+            self.images,
+            'data_count',
+            'band counts',
+            'every scene must hold the same bands in the same '
+            'order (split the scenes into separate runs, or select bands with gdal)',
+        )
+        self.dtype = _shared(
+            self.images,
+            'dtype',
+            'data types',
+            'one normalization cannot fit them all: convert them to one type (and scale) first',
+        )
         if band_names is not None:
             if len(band_names) != n or len(set(band_names)) != n:
                 raise ConfigError(
