@@ -41,15 +41,17 @@ class SceneOutputs:
         raster: the COG.
         polygons: the polygon file, or ``None``.
         summary: the summary JSON.
+        quicklook: the quick-look PNG, or ``None``.
     """
 
     raster: Path
     polygons: Path | None
     summary: Path
+    quicklook: Path | None = None
 
     def paths(self) -> list[Path]:
         """Every output path."""
-        return [p for p in (self.raster, self.polygons, self.summary) if p is not None]
+        return [p for p in (self.raster, self.polygons, self.summary, self.quicklook) if p is not None]
 
 
 def output_bands(write_probability: bool, write_mask: bool) -> list[VRTBand]:
@@ -152,7 +154,10 @@ def assemble_scene(
         'seconds': time.perf_counter() - started,
         'ranks': sorted(ranks),
         'rule': settings['rule'],
+        'quicklook': str(outputs.quicklook) if outputs.quicklook is not None else None,
     }
+    if outputs.quicklook is not None:
+        moves.append((str(_quicklook(staged, scene, cog, outputs, summary, settings)), str(outputs.quicklook)))
     staged_summary = staged / 'summary.json'
     try:
         staged_summary.write_text(json.dumps(summary, indent=2) + '\n')
@@ -163,6 +168,30 @@ def assemble_scene(
     apply_moves(moves)
     state.mark_done(scene.index, summary)
     return summary
+
+
+def _quicklook(staged: Path, scene: SceneInfo, cog: Path, outputs: SceneOutputs, summary: dict[str, Any],
+               settings: dict[str, Any]) -> Path:  # fmt: skip
+    """The staged quick-look PNG: scene, probability, polygon outlines (see :mod:`.quicklook`)."""
+    from .quicklook import Outlines, QuickLook, write_quicklook
+
+    outlines = []
+    if outputs.polygons is not None:
+        import geopandas as gpd
+
+        frame = gpd.read_file(staged / f'polygons{outputs.polygons.suffix}')
+        outlines.append(Outlines(list(frame.geometry), 'cyan', 'mapped landslides ({n})'))
+    if summary['landslide_area_km2'] is not None:
+        area = f'{summary["landslide_area_km2"]:.4f} km²'
+    else:
+        area = f'{summary["landslide_area"]:.0f} {summary["area_unit"].replace("^2", "²")}'
+    look = QuickLook(
+        title=scene.name, subtitle=f'landslides: {area} ({100 * summary["landslide_fraction"]:.2f} % of the valid '
+        f'area), rule {settings["rule"]}', scene=scene.path, rgb_bands=settings.get('rgb_bands'),
+        overlay=cog if settings['write_probability'] else None, overlay_scale=1 / PROBABILITY_SCALE,
+        outlines=outlines,
+    )  # fmt: skip
+    return write_quicklook(staged / 'quicklook.png', look, cog)
 
 
 # ---------------------------------------------------------------------------------------------- mosaic

@@ -109,6 +109,7 @@ def build_parser() -> Any:
     p.add_argument('--gdal-cache-mb', type=int, default=256, help='GDAL block cache per process (MB, default 256)')
     p.add_argument('--overwrite', action='store_true', help="replace existing outputs and another run's state")
     p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.add_argument('--no-quicklook', action='store_true', help='no <output stem>.quicklook.png picture per scene')
     skip = set(inspect.signature(Trainer.__init__).parameters) - {'self', *TRAINER_OPTIONS}
     p.add_class_arguments(Trainer, 'trainer', fail_untyped=False, instantiate=False, sub_configs=True, skip=skip)
     return p
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         write_probability=not cfg.no_probability, write_mask=not cfg.no_mask,
         attention=None if cfg.attention == 'checkpoint' else cfg.attention, compile=cfg.compile,
         num_workers=cfg.num_workers, gdal_cache_mb=cfg.gdal_cache_mb, overwrite=cfg.overwrite, progress=not cfg.quiet,
+        quicklook=not cfg.no_quicklook,
     )  # fmt: skip
     identity = {
         name: file_identity(value) if value is not None else None

@@ -53,6 +53,7 @@ class MapParams:
         gdal_cache_mb: GDAL block cache per process (MB).
         overwrite: replace existing outputs and another run's state.
         progress: show the progress bar.
+        quicklook: also write ``<output stem>.quicklook.png`` per scene (a picture readable without a GIS).
     """
 
     inputs: Sequence[PathLike]
@@ -74,6 +75,7 @@ class MapParams:
     gdal_cache_mb: int = 256
     overwrite: bool = False
     progress: bool = True
+    quicklook: bool = True
 
     def validate(self) -> None:
         """Raise :class:`~sam_cffnet.errors.ConfigError` for settings that cannot work."""

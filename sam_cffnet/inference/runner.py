@@ -46,6 +46,7 @@ from .data import Chunk, ChunkDataset, MappingDataModule
 from .model import MappingModule, set_attention
 from .params import MapParams, model_identity, precision_name, resolve_inputs
 from .polygons import POLYGON_FORMATS, check_polygon_output, vector_driver
+from .quicklook import rgb_band_indexes
 from .raster import InputRasterError, OutputWriteError, inspect_scene, scene_bands
 from .state import RunState
 from .windows import PROBABILITY_SCALE, Block, ScenePlan, balanced_split
@@ -145,7 +146,14 @@ class MappingRun:
             if poly is not None:
                 polygons = raster.with_suffix(POLYGON_FORMATS[poly.lower()]) if poly.lower() in POLYGON_FORMATS \
                     else Path(poly)  # fmt: skip
-            outputs = [SceneOutputs(raster, polygons, raster.with_name(raster.stem + '.summary.json'))]
+            outputs = [
+                SceneOutputs(
+                    raster,
+                    polygons,
+                    raster.with_name(raster.stem + '.summary.json'),
+                    raster.with_name(raster.stem + '.quicklook.png') if p.quicklook else None,
+                )
+            ]
         else:
             folder = Path(p.output_dir)  # type: ignore[arg-type]
             if folder.exists() and not folder.is_dir():
@@ -160,7 +168,14 @@ class MappingRun:
                     )
                 owners[stem] = s.path
                 polygons = folder / f'{stem}{POLYGON_FORMATS[poly.lower()]}' if poly is not None else None
-                outputs.append(SceneOutputs(folder / f'{stem}.tif', polygons, folder / f'{stem}.summary.json'))
+                outputs.append(
+                    SceneOutputs(
+                        folder / f'{stem}.tif',
+                        polygons,
+                        folder / f'{stem}.summary.json',
+                        folder / f'{stem}.quicklook.png' if p.quicklook else None,
+                    )
+                )
         inputs = {Path(s.path).resolve() for s in self.scenes}
         for o in outputs:
             for path in o.paths():
@@ -371,6 +386,7 @@ class MappingRun:
         assert self.plan is not None
         settings = self._assemble_settings()
         settings['tags'] = {**settings['tags'], 'source': self.scenes[scene].name}
+        settings['rgb_bands'] = rgb_band_indexes(self.plan.bands[scene][0], self.plan.pre.rgb_indices)
         return assemble_scene(self.state, self.scenes[scene], self.plan.plans[scene], self.outputs[scene], settings,
                               self.started)  # fmt: skip
 
