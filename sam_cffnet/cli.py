@@ -352,7 +352,7 @@ def _cmd_reproduce(argv: list[str]) -> int:
     """``reproduce``, its fits and tests run in this process through :func:`main` (so DDP launches re-run it)."""
     from .reproduce import main as reproduce
 
-    return reproduce(argv, run_cli=main)
+    return reproduce(argv, run_cli=main, check_cli=parse_config)
 
 
 #: Extra subcommands: name -> (one-line help, ``'module:function'`` taking the remaining argv, returning an exit

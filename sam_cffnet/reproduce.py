@@ -32,8 +32,10 @@ under SLURM/torchrun the subprocess inherits the rank variables), at the price o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import gc
+import io
 import json
 import math
 import os
@@ -49,7 +51,7 @@ from typing import Any
 from lightning.pytorch.utilities import rank_zero_only
 
 from .checkpoint import load_checkpoint_file
-from .errors import ConfigError, MissingFileError, OutputExistsError
+from .errors import ConfigError, MissingFileError, OutputExistsError, SAMCFFNetError
 
 __all__ = ['PAPER', 'RUNS', 'Run', 'main', 'write_table']
 
@@ -142,6 +144,7 @@ DRY_RUN_OVERRIDES = (
 )  # fmt: skip
 
 CLIRunner = Callable[[list[str]], Any]
+CLIParser = Callable[[list[str]], Any]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -384,24 +387,87 @@ def _say(message: str) -> None:
         print(f'reproduce: {message}', flush=True)
 
 
-def _dry_run_data(out: Path) -> dict[str, str]:
+def _dry_run_roots(out: Path) -> dict[str, str]:
+    """Where ``--dry-run`` writes its synthetic data sets, by data-root option."""
+    return {name: str(out / 'demo_data' / name) for name in ('bijie', 'landslide4sense', 'gvlm')}
+
+
+def _write_dry_run_data(out: Path, names: set[str]) -> None:
+    """Write the synthetic data sets ``names`` of ``--dry-run`` (rank 0; the other ranks of a DDP run start after)."""
     from .datasets.demo import make_demo_bijie, make_demo_gvlm, make_demo_landslide4sense
 
-    base = out / 'demo_data'
-    if _is_rank_zero():  # the other ranks of a DDP run start after rank 0 wrote it
-        make_demo_bijie(base / 'bijie', num_landslide=16, num_non_landslide=6, size_range=(64, 112))
-        make_demo_landslide4sense(base / 'landslide4sense', 16, 6, 6, size=32)
-        make_demo_gvlm(base / 'gvlm')
-    return {name: str(base / name) for name in ('bijie', 'landslide4sense', 'gvlm')}
+    if not _is_rank_zero():
+        return
+    roots = {name: Path(path) for name, path in _dry_run_roots(out).items()}
+    if 'bijie' in names:
+        make_demo_bijie(roots['bijie'], num_landslide=16, num_non_landslide=6, size_range=(64, 112))
+    if 'landslide4sense' in names:
+        make_demo_landslide4sense(roots['landslide4sense'], 16, 6, 6, size=32)
+    if 'gvlm' in names:
+        make_demo_gvlm(roots['gvlm'])
 
 
-def main(argv: Sequence[str] | None = None, run_cli: CLIRunner | None = None) -> int:
+def _run_arguments(args: argparse.Namespace, run: Run, root: str, out: Path, overrides: list[str]) -> list[str]:
+    """The options of one run's ``fit``/``validate``/``test`` (without ``--trainer.logger`` and ``--ckpt_path``)."""
+    run_dir = out / run.name
+    base = ['--config', run.recipe, '--data.init_args.root', str(Path(root).resolve())]
+    if args.sam_checkpoint and not args.dry_run:
+        base += ['--model.model.sam_checkpoint', str(Path(args.sam_checkpoint).resolve())]
+    base += ['--trainer.default_root_dir', str(run_dir), '--checkpoint.dirpath', str(run_dir / 'checkpoints')]
+    return [*base, *(DRY_RUN_OVERRIDES if args.dry_run else ()), *overrides]
+
+
+def _parse_error(text: str) -> str:
+    """The one line of a parser's error output that says what is wrong (``error: ...``), else its last line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith('error:')]
+    line = (errors or lines or ['the options were refused'])[-1]
+    return line.removeprefix('error:').strip()
+
+
+def _check_run_options(label: str, argv: list[str], check_cli: CLIParser | None) -> None:
+    """Parse one run's options exactly as its ``fit`` will (nothing built, nothing read): a mistake (an option typo,
+    a wrong value) is a :class:`~sam_cffnet.errors.ConfigError` naming the run, before any run starts.
+
+    Args:
+        label: the run, for the message.
+        argv: the run's ``fit`` options (``--config`` ... overrides), without the subcommand.
+        check_cli: the package's config parser (``sam_cffnet.cli.parse_config``); ``None``: ``python -m sam_cffnet
+            fit ... --print_config`` in a subprocess.
+    """
+    if check_cli is None:
+        proc = subprocess.run([sys.executable, '-m', 'sam_cffnet', 'fit', *argv, '--print_config'],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        if proc.returncode:
+            raise ConfigError(f'{label}: {_parse_error(proc.stderr)} (nothing was run)')
+        return
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+            check_cli(argv)
+    except SAMCFFNetError as err:
+        raise type(err)(f'{label}: {err} (nothing was run)') from err
+    except SystemExit as err:
+        if err.code:
+            raise ConfigError(f'{label}: {_parse_error(stderr.getvalue())} (nothing was run)') from None
+        raise
+
+
+def main(
+    argv: Sequence[str] | None = None, run_cli: CLIRunner | None = None, check_cli: CLIParser | None = None
+) -> int:
     """Entry point of ``python -m sam_cffnet reproduce``.
+
+    Every option of every selected run (the recipe plus the forwarded overrides) is parsed first, as its ``fit``
+    will parse it: a mistake is reported on one line before any data is written or any run starts.
 
     Args:
         argv: the arguments after ``reproduce`` (``None``: the command line).
         run_cli: the package's in-process CLI entry (``sam_cffnet.cli.main``), called with the argument list of
             each ``fit``/``validate``/``test``; ``None`` runs them as ``python -m sam_cffnet`` subprocesses.
+        check_cli: the package's config parser (``sam_cffnet.cli.parse_config``), which parses the options of a
+            ``fit`` without building anything; ``None`` checks them with ``python -m sam_cffnet fit ...
+            --print_config`` subprocesses.
 
     Returns:
         0 when every run is done, else the exit status of the command that failed (143: stopped by SIGTERM; rerun
@@ -416,11 +482,15 @@ def main(argv: Sequence[str] | None = None, run_cli: CLIRunner | None = None) ->
                 setattr(args, option, '<demo>')
     runs = _selected_runs(args)
     _check_inputs(args, [(run, root) for run, root in runs if root != '<demo>'])
+    demo = _dry_run_roots(out)
+    runs = [(run, demo[run.root_option] if root == '<demo>' else root) for run, root in runs]
+    for run, root in runs:  # every option of every run, before any work
+        options = [*_run_arguments(args, run, root, out, overrides), '--trainer.logger', _loggers(out / run.name)]
+        _check_run_options(f'reproduce: run {run.name} ({run.recipe})', options, check_cli)
     _claim_output(out)
     if args.dry_run:
         _say('DRY RUN: synthetic data, a tiny SAM encoder with RANDOM weights, 64 px tiles, 1 epoch on the CPU')
-        demo = _dry_run_data(out)
-        runs = [(run, demo[run.root_option] if root == '<demo>' else root) for run, root in runs]
+        _write_dry_run_data(out, {run.root_option for run, root in runs if root == demo.get(run.root_option)})
     sam = str(Path(args.sam_checkpoint).resolve()) if args.sam_checkpoint and not args.dry_run else None
     for number, (run, root) in enumerate(runs, 1):
         run_dir = out / run.name
@@ -431,11 +501,7 @@ def main(argv: Sequence[str] | None = None, run_cli: CLIRunner | None = None) ->
         settings = {'recipe': run.recipe, 'root': str(Path(root).resolve()), 'sam_checkpoint': sam,
                     'dry_run': bool(args.dry_run)}  # fmt: skip
         _claim_run(run_dir, settings)
-        base = ['--config', run.recipe, '--data.init_args.root', settings['root']]
-        if sam is not None:
-            base += ['--model.model.sam_checkpoint', sam]
-        base += ['--trainer.default_root_dir', str(run_dir), '--checkpoint.dirpath', str(run_dir / 'checkpoints')]
-        base += [*(DRY_RUN_OVERRIDES if args.dry_run else ()), *overrides]
+        base = _run_arguments(args, run, root, out, overrides)
         resume = (run_dir / 'checkpoints' / 'last.ckpt').is_file()
         _say(f'{label}: fit {run.recipe} on {root}' + (' (resuming from its last.ckpt)' if resume else ''))
         status = _run(run_cli, ['fit', *base, '--trainer.logger', _loggers(run_dir), '--ckpt_path', 'last'])

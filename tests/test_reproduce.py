@@ -97,7 +97,7 @@ def test_command_line_dry_run_in_subprocesses(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert '| sam_cffnet_bijie | val (selection) | 1 | 1 |' in proc.stdout
     assert [r['run'] for r in table(out)] == ['sam_cffnet_bijie']
-    assert 'reproduce' in cli.TOOLS and cli.TOOLS['reproduce'][1] == 'sam_cffnet.reproduce:main'
+    assert 'reproduce' in cli.TOOLS and cli.TOOLS['reproduce'][1] == 'sam_cffnet.cli:_cmd_reproduce'
 
 
 DDP_SCRIPT = """
@@ -178,3 +178,21 @@ def test_command_line_reports_bad_input_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.startswith('sam_cffnet: error: --bijie: ') and 'Traceback' not in proc.stderr
     assert not (tmp_path / 'out' / 'sam_cffnet_bijie').exists()
+
+
+def test_an_option_typo_is_refused_before_any_run(tmp_path: Path) -> None:
+    """``--trainer.max_epoch 2`` (for max_epochs): one line naming the run and the option, exit 2, nothing written
+    (no demo data, no run folder), because every option of every run is parsed before the first run starts."""
+    from test_user_errors import assert_user_error, run_cli
+
+    out = tmp_path / 'out'
+    proc = run_cli('reproduce', '--dry-run', '--output', str(out), '--trainer.max_epoch', '2', *QUIET, cwd=tmp_path)
+    line = assert_user_error(proc, 'run sam_cffnet_bijie', '--trainer.max_epoch')
+    assert 'usage:' not in proc.stderr and 'usage:' not in proc.stdout
+    assert len(proc.stderr.strip().splitlines()) <= 2, proc.stderr  # the error and the traceback hint
+    assert not out.exists(), line
+    # a wrong value of a valid option, on the last run only (--only keeps the check per run): also one line
+    proc = run_cli('reproduce', '--dry-run', '--only', 'sam_cffnet_gvlm', '--output', str(out),
+                   '--trainer.max_epochs', 'two', *QUIET, cwd=tmp_path)  # fmt: skip
+    assert_user_error(proc, 'run sam_cffnet_gvlm', 'max_epochs')
+    assert not out.exists()
