@@ -228,20 +228,32 @@ class LandslideDataModule(NonGeoDataModule):
         self.aug = None  # torchgeo's default normalization is replaced by ``preprocessing``
 
     # torchgeo's tasks plot ``datamodule.plot(K.Denormalize(datamodule.mean, datamodule.std)(batch))``: these map the
-    # model inputs back to the raw units of the selected bands (torchgeo's 0 / 255 only fit the 'reference' scheme).
+    # model inputs back to the raw units of the selected bands (torchgeo's 0 / 255 only fit the 'reference' scheme),
+    # with one value per channel of ``batch['image']``: DEM channels appended by ``dem_mode='band'`` are per-tile
+    # z-scores (no fixed raw unit), so they are left as they are (mean 0, std 1).
+    def _denormalization(self) -> tuple[Tensor, Tensor]:
+        """``(mean, std)``, each ``(num_channels,)``: ``x * std + mean`` per channel of ``batch['image']``."""
+        preprocessing = self.preprocessing
+        mean, std = preprocessing.denormalization()
+        extra = preprocessing.num_channels - mean.numel()  # DEM channels inside the image
+        if extra > 0:
+            mean = torch.cat([mean, torch.zeros(extra, dtype=mean.dtype)])
+            std = torch.cat([std, torch.ones(extra, dtype=std.dtype)])
+        return mean, std
+
     @property  # type: ignore[override]
     def mean(self) -> Tensor:
-        """Per-band mean of ``x * std + mean`` = raw values (for torchgeo's ``Denormalize``)."""
+        """Per-channel mean of ``x * std + mean`` = raw values (for torchgeo's ``Denormalize``), ``(num_channels,)``."""
         if 'verify' not in self.__dict__:  # torchgeo's __init__ reads it before our settings exist
             return torch.tensor(0)
-        return self.preprocessing.denormalization()[0]
+        return self._denormalization()[0]
 
     @property  # type: ignore[override]
     def std(self) -> Tensor:
-        """Per-band std of ``x * std + mean`` = raw values (for torchgeo's ``Denormalize``)."""
+        """Per-channel std of ``x * std + mean`` = raw values (for torchgeo's ``Denormalize``), ``(num_channels,)``."""
         if 'verify' not in self.__dict__:
             return torch.tensor(255)
-        return self.preprocessing.denormalization()[1]
+        return self._denormalization()[1]
 
     # ------------------------------------------------------------------ the input pipeline
     @property
