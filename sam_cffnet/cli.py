@@ -371,6 +371,10 @@ TOOLS: dict[str, tuple[str, str]] = {
         'sam_cffnet.inference.cli:main',
     ),
     'reproduce': ("train and test the paper's recipes, authors' protocol -> table", 'sam_cffnet.cli:_cmd_reproduce'),
+    'evaluate': (
+        'score maps against a reference inventory (pixels, objects, areas) -> tables, GeoPackage, PNG',
+        'sam_cffnet.evaluation.cli:main',
+    ),
 }
 
 
