@@ -31,6 +31,7 @@ and 8x extraction. Train with ``augment: false`` (the reference recipe) or witho
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -111,16 +112,64 @@ def encoder_cache_config(encoder: nn.Module) -> dict[str, Any]:
     }
 
 
-#: Datamodule hyper-parameters that do not change which tiles a split holds or their pixels.
-_LOADER_ONLY = {'root', 'batch_size', 'num_workers', 'pin_memory', 'persistent_workers', 'verify', 'augment'}
+#: Datamodule settings that do not change which tiles a split holds, their order in the split or their pixels
+#: (loading, training order, evaluation batching, file checks, where a datamodule keeps its own helper files).
+_LOADER_ONLY = {
+    'root', 'batch_size', 'num_workers', 'pin_memory', 'persistent_workers', 'verify', 'augment', 'shuffle',
+    'drop_last_eval', 'cache_dir', 'progress',
+}  # fmt: skip
+
+
+def _constructor_settings(cls: type) -> dict[str, Any]:
+    """Every setting of ``cls``'s constructor with its default, following ``**kwargs`` up to the base that takes
+    none (e.g. ``DemoBijieDataModule`` -> ``BijieDataModule`` -> ``LandslideDataModule``)."""
+    settings: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get('__init__')
+        if init is None:
+            continue
+        parameters = list(inspect.signature(init).parameters.values())[1:]
+        for parameter in parameters:
+            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD) or parameter.name in settings:
+                continue
+            if parameter.name != 'dataset_class':
+                settings[parameter.name] = None if parameter.default is parameter.empty else parameter.default
+        if not any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
+            break
+    return settings
+
+
+def _own_hparams(datamodule: Any) -> dict[str, Any]:
+    """The settings the datamodule was built with.
+
+    Under LightningCLI, a datamodule built inside another (``CachedFeatureDataModule``'s ``datamodule``) is given
+    the outer one's settings as ``hparams``; its own are then the nested ``init_args`` naming its class.
+    """
+    hparams = dict(getattr(datamodule, 'hparams', {}) or {})
+    own = f'{type(datamodule).__module__}.{type(datamodule).__qualname__}'
+    given = hparams.get('_class_path')
+    if given is None or given == own or given.rpartition('.')[2] == type(datamodule).__name__:
+        return hparams
+    for value in hparams.values():
+        if isinstance(value, dict) and str(value.get('class_path', '')).rpartition('.')[2] == type(datamodule).__name__:
+            return dict(value.get('init_args') or {})
+    return {}
 
 
 def datamodule_cache_config(datamodule: Any) -> dict[str, Any]:
-    """The datamodule's part of the key: its input pipeline (``preprocessing``) plus its split-defining settings."""
+    """The datamodule's part of the key: what changes the features of a split's tiles, and nothing else.
+
+    That is its class, its input pipeline (``preprocessing``) and the settings of its constructor that choose the
+    tiles (split ratios, seed, tile size, chip mode, ...), each with its default when not given, so that the same
+    datamodule built from a config, from a ``CachedFeatureDataModule``'s ``datamodule`` block or in Python has
+    one key. Settings of a wrapper (``cache_dir``, ``build``, ...) and of loading (:data:`_LOADER_ONLY`) are not
+    part of it.
+    """
     pipeline = getattr(datamodule, 'preprocessing', None)
     pre = pipeline.to_dict() if pipeline is not None else {}
-    hparams = dict(getattr(datamodule, 'hparams', {}) or {})
-    split = {k: v for k, v in sorted(hparams.items()) if k not in _LOADER_ONLY and not k.startswith('_')}
+    settings = _constructor_settings(type(datamodule))
+    given = _own_hparams(datamodule)
+    split = {k: given.get(k, default) for k, default in sorted(settings.items()) if k not in _LOADER_ONLY}
     return _jsonable({'class': f'{type(datamodule).__module__}.{type(datamodule).__qualname__}',
                       'preprocessing': pre, 'split_config': split})  # fmt: skip
 
