@@ -15,11 +15,12 @@
 * :mod:`.runner`: the run (:class:`MappingRun`) on ``Trainer.predict``.
 """
 
-from .model import MappingModule, load_mapping_model, window_inputs
+from .model import MappingModel, MappingModule, load_mapping_model, window_inputs
 from .params import MapParams
 from .polygons import vectorize_mask
 from .raster import InputRasterError, OutputWriteError
 from .runner import MappingRun, map_scene, map_scenes
+from .signals import MappingStopped
 from .windows import NODATA, PROBABILITY_SCALE, BlockBlender, ScenePlan, window_weight
 
 __all__ = [
@@ -28,8 +29,10 @@ __all__ = [
     'BlockBlender',
     'InputRasterError',
     'MapParams',
+    'MappingModel',
     'MappingModule',
     'MappingRun',
+    'MappingStopped',
     'OutputWriteError',
     'ScenePlan',
     'load_mapping_model',

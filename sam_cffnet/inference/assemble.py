@@ -253,8 +253,8 @@ def write_mosaic(path: Path, scenes: list[SceneInfo], rasters: list[Path], bands
 
 
 def summary_table(summaries: list[dict[str, Any]]) -> str:
-    """The scenes' summaries as a table (printed at the end of a run)."""
-    lines = [f'\n{"scene":<28} {"size":>13} {"windows":>8} {"nodata":>7} {"win/s":>7} {"landslide":>14} '
+    """The scenes' summaries as a table (printed at the end of a run), then the paths of the maps and summaries."""
+    lines = [f'\n{"scene":<28} {"W x H px":>15} {"windows":>8} {"nodata":>7} {"win/s":>7} {"landslide":>14} '
              f'{"polygons":>8} {"s":>7}']  # fmt: skip
     for s in summaries:
         if s['landslide_area_km2'] is not None:
@@ -265,7 +265,9 @@ def summary_table(summaries: list[dict[str, Any]]) -> str:
         polys = '-' if s['num_polygons'] is None else str(s['num_polygons'])
         name = Path(s['input']).name
         name = name if len(name) <= 28 else name[:25] + '...'
-        lines.append(f'{name:<28} {s["height"]:>6}x{s["width"]:<6} {s["windows"]:>8} {s["windows_skipped"]:>7} '
+        size = f'{s["width"]} x {s["height"]}'
+        lines.append(f'{name:<28} {size:>15} {s["windows"]:>8} {s["windows_skipped"]:>7} '
                      f'{wps:>7} {area:>14} {polys:>8} {s["seconds"]:>7.1f}')  # fmt: skip
+    lines.append(f'maps: {", ".join(s["output"] for s in summaries)}')
     lines.append(f'summaries (JSON): {", ".join(s["summary"] for s in summaries)}')
     return '\n'.join(lines)

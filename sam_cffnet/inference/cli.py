@@ -116,7 +116,24 @@ def build_parser() -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``map``; returns the exit code. Bad input raises (the top-level CLI prints it as one line, exit 2)."""
+    """Run ``map``; returns the exit code. Bad input raises (the top-level CLI prints it as one line, exit 2).
+
+    SIGTERM and SIGINT (Ctrl-C) stop the run after the block under way: one line saying to rerun the same command to
+    resume, exit 143 (SIGTERM) or 130 (SIGINT).
+    """
+    import sys
+
+    from .signals import MappingStopped, StopSignals
+
+    with StopSignals():
+        try:
+            return _run(argv)
+        except MappingStopped as err:
+            print(f'sam_cffnet map: {err}', file=sys.stderr, flush=True)
+            return err.exit_code
+
+
+def _run(argv: list[str] | None) -> int:
     from .model import check_model_files, load_mapping_model
     from .params import MapParams, file_identity
     from .runner import MappingRun
@@ -139,7 +156,14 @@ def main(argv: list[str] | None = None) -> int:
                             ('sam_checkpoint', cfg.sam_checkpoint))
     }  # fmt: skip
     trainer = dict(parser.instantiate(cfg).trainer)
-    run = MappingRun(params, identity, trainer)  # inputs, outputs, another run's state: refused before loading
-    model, pre, rule = load_mapping_model(cfg.checkpoint, cfg.reference_checkpoint, cfg.sam_checkpoint)
-    run.execute(model, pre, rule)
+    run = MappingRun(params, identity, trainer)  # inputs, outputs, another run, its lock: refused before loading
+    if run.complete is not None:  # a previous run of this command completed: nothing to load
+        run.execute(None)  # type: ignore[arg-type]
+        return 0
+    try:
+        loaded = load_mapping_model(cfg.checkpoint, cfg.reference_checkpoint, cfg.sam_checkpoint)
+    except BaseException:
+        run.release()
+        raise
+    run.execute(loaded.model, loaded.preprocessing, loaded.rule)
     return 0

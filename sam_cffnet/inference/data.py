@@ -10,17 +10,21 @@ are skipped without reading.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule, Trainer
 from torch.utils.data import DataLoader, Dataset
 
 from .raster import SceneInfo, WindowReader
+from .signals import ignore_stop_signals
+from .windows import Block
 
-__all__ = ['Chunk', 'ChunkDataset', 'MappingDataModule', 'MappingWork']
+__all__ = ['Chunk', 'ChunkDataset', 'ChunkIndex', 'MappingDataModule', 'MappingWork']
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,56 @@ class Chunk:
     windows: tuple[tuple[int, int], ...]
 
 
+class ChunkIndex(Sequence[Chunk]):
+    """A process's chunks, made on demand from its blocks: 20 bytes per block, nothing per window or chunk.
+
+    So the work list of a scene of any size (a 1,000,000 x 1,000,000 px VRT: 106,000 blocks, 30 million windows)
+    takes a few MB and is made in a second.
+
+    Args:
+        grids: per scene, its blocks (indexed as in :meth:`~sam_cffnet.inference.windows.ScenePlan.blocks`).
+        scenes: scene of each block to do, in order.
+        blocks: index of each block in its scene's grid.
+        chunks: chunks of each block.
+        batch_size: windows per chunk.
+    """
+
+    def __init__(
+        self,
+        grids: Sequence[Sequence[Block]],
+        scenes: Sequence[int],
+        blocks: Sequence[int],
+        chunks: Sequence[int],
+        batch_size: int,
+    ) -> None:
+        self.grids = list(grids)
+        self.scenes = np.asarray(scenes, np.int32)
+        self.blocks = np.asarray(blocks, np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(np.asarray(chunks, np.int64))]).astype(np.int64)
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, i: int) -> Chunk:  # type: ignore[override]
+        if not 0 <= i < len(self):
+            raise IndexError(f'chunk {i} of {len(self)}')
+        k = int(np.searchsorted(self.offsets, i, side='right')) - 1
+        scene, index = int(self.scenes[k]), int(self.blocks[k])
+        block = self.grids[scene][index]
+        part = i - int(self.offsets[k])
+        parts = int(self.offsets[k + 1] - self.offsets[k])
+        return Chunk(scene, index, part, parts, block.chunk(part, self.batch_size))
+
+    def blocks_per_scene(self) -> Counter[int]:
+        """Blocks to do per scene."""
+        return Counter(int(s) for s in self.scenes)
+
+
 class MappingWork(Protocol):
     """What the data module needs from a mapping run (:class:`~sam_cffnet.inference.runner.MappingRun`)."""
 
-    def setup_attempt(self, trainer: Trainer) -> list[Chunk]:
+    def setup_attempt(self, trainer: Trainer) -> Sequence[Chunk]:
         """Prepare the state (rank 0), then return this process's chunks."""
         ...
 
@@ -79,7 +129,7 @@ class ChunkDataset(Dataset):
     ) -> None:
         self.scenes = list(scenes)
         self.bands = [(list(s), list(d)) for s, d in bands]
-        self.chunks = list(chunks)
+        self.chunks = chunks
         self.tile = tile
         self.scene_failed = scene_failed
         self.reader = WindowReader(tile)
@@ -133,7 +183,7 @@ class MappingDataModule(LightningDataModule):
         super().__init__()
         self.work = work
         self.num_workers = num_workers
-        self.chunks: list[Chunk] = []
+        self.chunks: Sequence[Chunk] = []
 
     def setup(self, stage: str) -> None:
         """Prepare the run's state and take this process's share of the work."""
@@ -148,4 +198,5 @@ class MappingDataModule(LightningDataModule):
         return DataLoader(
             self.work.dataset(self.chunks), batch_size=None, shuffle=False, num_workers=workers, pin_memory=pin,
             prefetch_factor=4 if workers else None, persistent_workers=False,
+            worker_init_fn=ignore_stop_signals if workers else None,
         )  # fmt: skip

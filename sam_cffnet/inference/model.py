@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from ..errors import ConfigError, MissingFileError
 from ..preprocessing import Preprocessing
 from ..thresholds import ThresholdRule
 
-__all__ = ['MappingModule', 'check_model_files', 'load_mapping_model', 'set_attention', 'window_inputs']
+__all__ = ['MappingModel', 'MappingModule', 'check_model_files', 'load_mapping_model', 'set_attention', 'window_inputs']
 
 PathLike = str | os.PathLike[str]
 
@@ -77,12 +77,40 @@ def check_model_files(
             raise MissingFileError(f'{flag(name)} {value} {what} (expected {EXPECTED[name]})')
 
 
+class MappingModel(NamedTuple):
+    """A model ready to map: what :func:`load_mapping_model` returns and what ``map_scene``/``map_scenes`` take.
+
+    Pass it whole (``map_scene(load_mapping_model('best.ckpt'), 'scene.tif', 'map.tif')``); it also unpacks as
+    ``model, preprocessing, rule = load_mapping_model(...)``.
+
+    Attributes:
+        model: the task (or the authors' model) in eval mode.
+        preprocessing: its input pipeline.
+        rule: its decision rule.
+    """
+
+    model: nn.Module
+    preprocessing: Preprocessing
+    rule: ThresholdRule
+
+
+def unpack_model(
+    model: nn.Module | MappingModel, preprocessing: Preprocessing | None, rule: ThresholdRule | None
+) -> tuple[nn.Module, Preprocessing | None, ThresholdRule | None]:
+    """``(model, preprocessing, rule)`` from a :class:`MappingModel` (arguments given explicitly win) or a module."""
+    if isinstance(model, MappingModel):
+        return model.model, preprocessing or model.preprocessing, rule or model.rule
+    if isinstance(model, tuple):
+        raise TypeError('pass the MappingModel that load_mapping_model returns, or a model/task (not a plain tuple)')
+    return model, preprocessing, rule
+
+
 def load_mapping_model(
     checkpoint: PathLike | None = None,
     reference_checkpoint: PathLike | None = None,
     sam_checkpoint: PathLike | None = None,
     map_location: str | torch.device = 'cpu',
-) -> tuple[nn.Module, Preprocessing, ThresholdRule]:
+) -> MappingModel:
     """Load a model for mapping with its input pipeline and decision rule.
 
     Args:
@@ -93,7 +121,8 @@ def load_mapping_model(
         map_location: Device of the weights.
 
     Returns:
-        ``(model_or_task, preprocessing, rule)`` with the model in eval mode.
+        A :class:`MappingModel` ``(model, preprocessing, rule)``, the model in eval mode: pass it to ``map_scene`` /
+        ``map_scenes`` as it is.
 
     Raises:
         MissingFileError / CheckpointError / ConfigError: missing, unreadable or foreign checkpoint.
@@ -103,7 +132,9 @@ def load_mapping_model(
         from ..models.sam_cffnet import SAMCFFNet
 
         model = SAMCFFNet.from_reference_checkpoint(reference_checkpoint).to(map_location)
-        return model.eval(), Preprocessing.reference(model.in_channels), ThresholdRule(0.5, on_logits=True)
+        return MappingModel(
+            model.eval(), Preprocessing.reference(model.in_channels), ThresholdRule(0.5, on_logits=True)
+        )
     from ..tasks.segmentation import SegmentationTask
 
     overrides = {'sam_checkpoint': os.fspath(sam_checkpoint)} if sam_checkpoint is not None else {}
@@ -113,7 +144,7 @@ def load_mapping_model(
             f'{checkpoint}: the checkpoint records no input preprocessing (it was not trained with a sam_cffnet '
             f'datamodule); call map_scenes(..., preprocessing=Preprocessing(...)) with the bands and normalization'
         )
-    return task.eval(), task.preprocessing, task.threshold_rule
+    return MappingModel(task.eval(), task.preprocessing, task.threshold_rule)
 
 
 def set_attention(model: nn.Module, attention: str | None) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,11 +39,13 @@ __all__ = [
     'VRTBand',
     'VRTSource',
     'WindowReader',
+    'check_scene_dtype',
     'inspect_scene',
     'open_raster',
     'read_tags',
     'scene_bands',
     'to_cog',
+    'training_dtype',
     'write_block',
     'write_error',
     'write_vrt',
@@ -62,12 +65,25 @@ class OutputWriteError(SAMCFFNetError, OSError):
     """An output could not be written (disk full, file too large, permissions); the run can be resumed."""
 
 
-def _low_space(path: PathLike) -> bool:
-    import shutil
-
+def _existing_folder(path: PathLike) -> Path:
+    """The nearest existing folder holding ``path``."""
     folder = Path(path).parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
+    return folder
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+def _low_space(path: PathLike) -> bool:
+    import shutil
+
+    folder = _existing_folder(path)
     try:
         usage = shutil.disk_usage(folder)
     except OSError:
@@ -76,10 +92,12 @@ def _low_space(path: PathLike) -> bool:
 
 
 def write_error(err: BaseException, path: PathLike) -> OutputWriteError:
-    """An :class:`OutputWriteError` naming ``path`` and, when that is the cause, the full disk.
+    """An :class:`OutputWriteError` naming ``path`` and the cause: a read-only file system, a folder without write
+    permission, a full disk.
 
     GDAL reports a failed write as ``Write failed`` after logging the cause, so the exception chain, the error
-    numbers and the free space of the file system are all consulted.
+    numbers, the folder's permissions and the free space of the file system are all consulted (in that order: a
+    read-only mount also shows no free space).
     """
     chain: list[BaseException] = []
     e: BaseException | None = err
@@ -88,7 +106,12 @@ def write_error(err: BaseException, path: PathLike) -> OutputWriteError:
         e = e.__cause__ or e.__context__
     texts = ' '.join(str(x) for x in chain).lower()
     codes = {getattr(x, 'errno', None) for x in chain}
-    if errno.ENOSPC in codes or 'no space left' in texts or _low_space(path):
+    folder = _existing_folder(path)
+    if errno.EROFS in codes or 'read-only file system' in texts or _read_only(folder):
+        why = f'the folder {folder} is on a read-only file system'
+    elif codes & {errno.EACCES, errno.EPERM} or 'permission denied' in texts or not os.access(folder, os.W_OK):
+        why = f'permission denied: the folder {folder} is not writable by this user'
+    elif errno.ENOSPC in codes or 'no space left' in texts or _low_space(path):
         why = 'no space left on the device (disk full)'
     else:
         why = str(err).splitlines()[0] if str(err) else type(err).__name__
@@ -224,6 +247,67 @@ def scene_bands(scene: SceneInfo, preprocessing: Preprocessing) -> tuple[list[in
         return preprocessing.raster_band_indexes(scene.count, scene.path, alpha_last=scene.alpha)
     except DataError as err:
         raise InputRasterError(str(err)) from None
+
+
+#: The data type of the imagery each dataset of the package trains on (its files as downloaded).
+DATASET_DTYPES = {'bijie': 'uint8', 'gvlm': 'uint8', 'reference_tiles': 'uint8', 'reference': 'uint8',
+                  'landslide4sense': 'float'}  # fmt: skip
+
+
+def training_dtype(preprocessing: Preprocessing) -> tuple[str, str] | None:
+    """The data type of the imagery a pipeline was trained on, and how that is known; ``None`` where it is not.
+
+    The rule, in order: (1) the dataset's files (:data:`DATASET_DTYPES`: Bijie, GVLM, the reference tiles and the
+    authors' checkpoints are 8-bit RGB, Landslide4Sense is floating point); (2) your own imagery (``inventory``): the
+    type recorded with the pipeline (``... (uint16 imagery)``); (3) the ``reference`` normalization with ``x / 255``
+    on every band: 8-bit imagery. Otherwise the type is not known and not checked.
+    """
+    pre = preprocessing
+    if pre.dataset in DATASET_DTYPES:
+        return DATASET_DTYPES[pre.dataset], f'the {pre.dataset} imagery'
+    found = re.search(r'\((u?int\d+|float\d+) imagery\)', pre.stats_source or '')
+    if found:
+        kind = found.group(1)
+        return ('float' if kind.startswith('float') else kind), f'{pre.dataset or "its"} {kind} imagery'
+    if pre.normalization == 'reference' and pre.scale and all(abs(s * 255 - 1) < 1e-6 for s in pre.scale):
+        return 'uint8', 'x / 255 normalization'
+    return None
+
+
+def check_scene_dtype(scene: SceneInfo, spectral: Sequence[int], preprocessing: Preprocessing) -> None:
+    """Refuse a scene whose data type differs from the training imagery's (see :func:`training_dtype`).
+
+    The model was fitted to values of one range: 16-bit values through an 8-bit pipeline (``x / 255`` clipped to 1)
+    saturate and give a confident, wrong map. No conversion is guessed (the bit depth and range of a uint16 scene are
+    not known): convert the scene first. Integer types must match exactly; any float type fits a float pipeline.
+
+    Args:
+        scene: the scene.
+        spectral: its 1-based spectral bands that feed the model.
+        preprocessing: the checkpoint's pipeline.
+
+    Raises:
+        InputRasterError: one line naming the scene, its type and the training type and scale.
+    """
+    expected = training_dtype(preprocessing)
+    if expected is None:
+        return
+    kind, source = expected
+    types = sorted({scene.dtypes[i - 1] for i in spectral})
+    fits = all(t.startswith('float') for t in types) if kind == 'float' else types == [kind]
+    if fits:
+        return
+    pre = preprocessing
+    scales = sorted(set(pre.scale))
+    how = f'x * {scales[0]:.6g}' if len(scales) == 1 else f'x * ({", ".join(f"{v:.6g}" for v in pre.scale)})'
+    if pre.normalization == 'dataset':
+        how = f'(x - mean) / std with mean {", ".join(f"{m:.4g}" for m in pre.mean)}'
+    hint = 'e.g. gdal_translate -ot Byte -scale <min> <max> 1 255 in.tif out.tif' if kind == 'uint8' else f'to {kind}'
+    raise InputRasterError(
+        f'{scene.path}: the scene is {"/".join(types)} but the checkpoint was trained on {kind} imagery ({source}; '
+        f'{pre.normalization} normalization {how}); map does not guess how {"/".join(types)} values map onto {kind} '
+        f'ones: convert the scene first ({hint})'
+    )
 
 
 def _read_dtype(dtypes: Sequence[str]) -> str:

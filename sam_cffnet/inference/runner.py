@@ -18,10 +18,12 @@ A :class:`MappingRun` goes through three steps:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 import time
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,17 +44,18 @@ from .assemble import (
     summary_table,
     write_mosaic,
 )
-from .data import Chunk, ChunkDataset, MappingDataModule
-from .model import MappingModule, set_attention
+from .data import Chunk, ChunkDataset, ChunkIndex, MappingDataModule
+from .model import MappingModel, MappingModule, set_attention, unpack_model
 from .params import MapParams, model_identity, precision_name, resolve_inputs
 from .polygons import POLYGON_FORMATS, check_polygon_output, vector_driver
 from .quicklook import rgb_band_indexes
-from .raster import InputRasterError, OutputWriteError, inspect_scene, scene_bands
-from .state import RunState
+from .raster import InputRasterError, OutputWriteError, check_scene_dtype, inspect_scene, scene_bands
+from .signals import MappingStopped, StopSignals
+from .state import RunState, first_difference
 from .windows import PROBABILITY_SCALE, Block, ScenePlan, balanced_split
 from .writer import BlockWriter, ProgressBar, WriterSettings
 
-__all__ = ['FORCED_TRAINER_OPTIONS', 'MapParams', 'MappingRun', 'map_scene', 'map_scenes']
+__all__ = ['FORCED_TRAINER_OPTIONS', 'MapParams', 'MappingRun', 'MappingStopped', 'map_scene', 'map_scenes']
 
 PathLike = str | os.PathLike[str]
 
@@ -75,7 +78,28 @@ class _Plan:
     overlap: int
     bands: list[tuple[list[int], list[int]]]
     plans: list[ScenePlan]
-    blocks: list[list[Block]] = field(default_factory=list)
+    blocks: list[Sequence[Block]] = field(default_factory=list)
+
+
+def signal_name(signum: int) -> str:
+    """``SIGTERM`` for 15."""
+    import signal
+
+    return signal.Signals(signum).name
+
+
+def lock_owner() -> bool:
+    """Whether this process is the first of its run (global rank 0 by the launchers' variables): it holds the lock.
+
+    Lightning's launcher starts the other processes of a run with ``LOCAL_RANK``/``NODE_RANK`` set; ``srun`` sets
+    ``SLURM_PROCID``; ``torchrun`` sets ``RANK``.
+    """
+    names = ('RANK', 'LOCAL_RANK', 'NODE_RANK', 'GROUP_RANK', 'SLURM_PROCID')
+    return all(int(os.environ.get(name) or 0) == 0 for name in names)
+
+
+def _warn(message: str) -> None:
+    print(f'sam_cffnet map: warning: {message}', file=sys.stderr, flush=True)
 
 
 class MappingRun:
@@ -98,10 +122,10 @@ class MappingRun:
         self.scenes = [inspect_scene(p, i) for i, p in enumerate(resolve_inputs(params.inputs))]
         self.outputs = self._outputs()
         if params.output is not None:
-            out = Path(params.output)
+            out = self.outputs[0].raster
             self.state = RunState(out.parent / f'.{out.name}.map-state')
         else:
-            self.state = RunState(Path(params.output_dir) / '.map-state')  # type: ignore[arg-type]
+            self.state = RunState(Path(params.output_dir).resolve() / '.map-state')  # type: ignore[arg-type]
         for scene, outputs in zip(self.scenes, self.outputs, strict=True):
             if outputs.polygons is not None:
                 check_polygon_output(outputs.polygons, scene.path, scene.crs_wkt is not None)
@@ -116,13 +140,36 @@ class MappingRun:
             'mosaic': str(Path(params.mosaic).resolve()) if params.mosaic is not None else None,
             'settings': {**params.settings(), 'precision': precision_name(self.trainer_options)},
         }
-        self._check_existing()
+        #: the summaries of this very run when a previous process completed it (its state was being removed)
+        self.complete: list[dict[str, Any]] | None = None
+        self.owner = lock_owner()
+        what = str(self.outputs[0].raster if params.output is not None else Path(params.output_dir).resolve())  # type: ignore[arg-type]
+        if self.owner:  # another run on the same output is refused here, before any model is loaded
+            self.state.acquire(what)
+        try:
+            completed = self.state.completed()
+            if completed is not None and self.owner:
+                if first_difference(completed.get('fingerprint'), json.loads(json.dumps(self.fingerprint))) is None:
+                    self.complete = list(completed.get('summaries') or [])
+                self.state.finish()  # a completed run killed while removing its state: finish the clean-up
+                if self.complete is None:
+                    self.state.acquire(what)
+            if self.complete is None:
+                self._check_existing()
+        except BaseException:
+            self.release()
+            raise
         self.plan: _Plan | None = None
-        self.chunks: list[Chunk] = []
+        self.chunks: Sequence[Chunk] = []
         self.writer: BlockWriter | None = None
         self.progress: ProgressBar | None = None
         self.started = time.perf_counter()
         self.resumed_blocks = 0
+
+    def release(self) -> None:
+        """Drop the lock of the state folder (the finished blocks stay for a rerun)."""
+        if self.owner:
+            self.state.release()
 
     # ------------------------------------------------------------------ step 1: checks
     def _outputs(self) -> list[SceneOutputs]:
@@ -139,13 +186,13 @@ class MappingRun:
                 raise ConfigError(
                     f'--output names one file but --input gives {len(self.scenes)} scenes; use --output-dir'
                 )
-            raster = Path(p.output)
+            raster = Path(p.output).resolve()  # relative or absolute: one run, one state folder
             if raster.suffix.lower() not in ('.tif', '.tiff'):
                 raise ConfigError(f'--output {raster}: the output is a GeoTIFF (COG), name it .tif')
             polygons = None
             if poly is not None:
                 polygons = raster.with_suffix(POLYGON_FORMATS[poly.lower()]) if poly.lower() in POLYGON_FORMATS \
-                    else Path(poly)  # fmt: skip
+                    else Path(poly).resolve()  # fmt: skip
             outputs = [
                 SceneOutputs(
                     raster,
@@ -155,7 +202,7 @@ class MappingRun:
                 )
             ]
         else:
-            folder = Path(p.output_dir)  # type: ignore[arg-type]
+            folder = Path(p.output_dir).resolve()  # type: ignore[arg-type]
             if folder.exists() and not folder.is_dir():
                 raise ConfigError(f'--output-dir {folder} is a file, expected a folder')
             outputs, owners = [], {}
@@ -210,9 +257,12 @@ class MappingRun:
     def configure(self, preprocessing: Preprocessing, rule: ThresholdRule, model: nn.Module | None = None) -> None:
         """Bands, windows and blocks of every scene, from the model's pipeline (errors before any work).
 
+        Planning is lazy: blocks and windows are made when used, so its time and memory do not grow with the scenes.
+
         Raises:
             ConfigError: impossible tile size / overlap.
-            InputRasterError: a scene's bands fit neither the trained bands nor the dataset's band list.
+            InputRasterError: a scene's bands fit neither the trained bands nor the dataset's band list, or its data
+                type is not the training imagery's.
         """
         p = self.params
         pre = Preprocessing.from_dict(preprocessing)
@@ -230,6 +280,8 @@ class MappingRun:
                 f'preprocessing?'
             )
         bands = [scene_bands(s, pre) for s in self.scenes]
+        for scene, (spectral, _) in zip(self.scenes, bands, strict=True):
+            check_scene_dtype(scene, spectral, pre)  # before any window: a uint16 scene through a uint8 pipeline
         plans = [ScenePlan(s.height, s.width, tile, overlap, p.block_size) for s in self.scenes]
         self.plan = _Plan(pre.with_tile_size(tile), rule, tile, overlap, bands, plans,
                           [plan.blocks(i) for i, plan in enumerate(plans)])  # fmt: skip
@@ -261,7 +313,23 @@ class MappingRun:
 
         Raises:
             DataError: scenes failed (named, with the reason); the others are complete.
+            MappingStopped: SIGTERM or SIGINT (the block under way is finished first; rerun to resume).
         """
+        if self.complete is not None:
+            print(f'sam_cffnet map: {", ".join(str(o.raster) for o in self.outputs)}: already complete (a previous '
+                  f'run of this command finished them; its state folder is removed)', file=sys.stderr)  # fmt: skip
+            if self.complete:
+                print(summary_table(self.complete), flush=True)
+            return self.complete
+        try:
+            with StopSignals():
+                return self._execute(model, preprocessing, rule)
+        finally:
+            self.release()
+
+    def _execute(
+        self, model: nn.Module, preprocessing: Preprocessing | None, rule: ThresholdRule | None
+    ) -> list[dict[str, Any]]:
         import rasterio
         from lightning.pytorch import Trainer
 
@@ -292,6 +360,15 @@ class MappingRun:
             try:
                 trainer.predict(module, datamodule=datamodule, return_predictions=False)
                 return self._finish(trainer)
+            except MappingStopped as err:
+                self.writer.stop()  # the block under way is written
+                done = sum(len(self.state.done_blocks(s.index)) for s in self.scenes)
+                total = sum(len(b) for b in plan.blocks)
+                raise MappingStopped(
+                    err.signum,
+                    f'stopped by {signal_name(err.signum)}: {done} of {total} blocks are finished and kept in '
+                    f'{self.state.root}; rerun the same command to resume',
+                ) from None
             except OutputWriteError as err:
                 raise OutputWriteError(
                     f'{err}; the finished blocks are kept in {self.state.root}: free space (or fix the cause) and '
@@ -304,7 +381,7 @@ class MappingRun:
                 if torch.distributed.is_available() and torch.distributed.is_initialized():
                     torch.distributed.destroy_process_group()  # no waiting for peers at interpreter exit
 
-    def setup_attempt(self, trainer: Any) -> list[Chunk]:
+    def setup_attempt(self, trainer: Any) -> Sequence[Chunk]:
         """Rank 0 prepares the state folder; then every process takes its share of the unfinished blocks."""
         plan = self.plan
         assert plan is not None and self.writer is not None
@@ -323,33 +400,39 @@ class MappingRun:
                     if final is not None and self.state.done(scene.index) is None:
                         apply_moves([tuple(m) for m in final['moves']])  # type: ignore[misc]
                         self.state.mark_done(scene.index, final['summary'])
+                    if self.state.done(scene.index) is None:  # blocks that fail their record are done again
+                        self.state.verify_blocks(scene.index, plan.blocks[scene.index], _warn)
             except SAMCFFNetError as err:
                 error = f'{type(err).__name__}: {err}'
         error = trainer.strategy.broadcast(error, src=0)
         if error is not None:
             name, _, message = error.partition(': ')
             raise (OutputExistsError if name == 'OutputExistsError' else DataError)(message)
+        stop = StopSignals.current()
+        if stop is not None and stop.requested:
+            raise MappingStopped(stop.signum or 15)
         self.started = time.perf_counter()
-        todo: list[Block] = []
+        batch = self.params.batch_size
+        todo_scene, todo_block, todo_chunks, costs = array('i'), array('q'), array('q'), array('q')
         self.resumed_blocks = 0
         for scene in self.scenes:
             if self.state.done(scene.index) is not None:
                 continue
             done = self.state.done_blocks(scene.index)
-            for block in plan.blocks[scene.index]:
+            for index, block in enumerate(plan.blocks[scene.index]):
                 if block.name in done:
                     self.resumed_blocks += 1
                 else:
-                    todo.append(block)
-        costs = [len(b.windows) for b in todo]
+                    todo_scene.append(scene.index)
+                    todo_block.append(index)
+                    todo_chunks.append(block.num_chunks(batch))
+                    costs.append(block.num_windows)
         share = balanced_split(costs, world)[rank]
-        chunks = []
-        for block in todo[share.start : share.stop]:
-            index = block.row * plan.plans[block.scene].grid[1] + block.col  # position in plan.blocks[scene]
-            parts = block.chunks(self.params.batch_size)
-            chunks += [Chunk(block.scene, index, k, len(parts), w) for k, w in enumerate(parts)]
+        cut = slice(share.start, share.stop)
+        chunks = ChunkIndex(plan.blocks, todo_scene[cut], todo_block[cut], todo_chunks[cut], batch)
         self.chunks = chunks
         self.writer.s.chunks = chunks
+        self.writer.s.remaining = dict(chunks.blocks_per_scene())
         if rank == 0:
             total_blocks = sum(len(b) for b in plan.blocks)
             if self.resumed_blocks:
@@ -445,14 +528,16 @@ class MappingRun:
         if self.params.mosaic is not None:
             bands = output_bands(self.params.write_probability, self.params.write_mask)
             rasters = [o.raster for o in self.outputs]
-            write_mosaic(Path(self.params.mosaic), self.scenes, rasters, bands, self.state.root)
-        self.state.remove()
+            mosaic = Path(self.params.mosaic).resolve()
+            write_mosaic(mosaic, self.scenes, rasters, bands, self.state.root)
+            print(f'mosaic: {mosaic}', flush=True)
+        self.state.finish(self.fingerprint, summaries)  # complete.json first: a rerun finishes a killed clean-up
         return summaries
 
 
 # ---------------------------------------------------------------------------------------------- entry points
 def map_scenes(
-    model: nn.Module,
+    model: nn.Module | MappingModel,
     params: MapParams,
     preprocessing: Preprocessing | None = None,
     rule: ThresholdRule | None = None,
@@ -461,8 +546,8 @@ def map_scenes(
     """Map scenes with a model in memory (see :class:`MappingRun`).
 
     Args:
-        model: a :class:`~sam_cffnet.tasks.SegmentationTask`, or a model taking ``input_keys`` (then pass
-            ``preprocessing``).
+        model: what :func:`~sam_cffnet.inference.load_mapping_model` returns (a :class:`MappingModel`), a
+            :class:`~sam_cffnet.tasks.SegmentationTask`, or a model taking ``input_keys`` (then pass ``preprocessing``).
         params: the run's settings.
         preprocessing: override of the task's input pipeline.
         rule: override of the task's decision rule.
@@ -472,12 +557,13 @@ def map_scenes(
     Returns:
         The scenes' summaries (rank 0).
     """
+    model, preprocessing, rule = unpack_model(model, preprocessing, rule)
     run = MappingRun(params, model_identity(model, preprocessing, rule), trainer)
     return run.execute(model, preprocessing, rule)
 
 
 def map_scene(
-    model_or_task: nn.Module,
+    model_or_task: nn.Module | MappingModel,
     input_path: PathLike,
     output_path: PathLike,
     *,

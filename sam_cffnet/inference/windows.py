@@ -23,9 +23,11 @@ Windows are fed to the model in **chunks** of at most ``batch_size`` consecutive
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 
@@ -36,6 +38,7 @@ __all__ = [
     'PROBABILITY_SCALE',
     'Block',
     'BlockBlender',
+    'BlockGrid',
     'BlockResult',
     'ScenePlan',
     'balanced_split',
@@ -96,6 +99,9 @@ def _edges(starts: Sequence[int], per_block: int, length: int) -> list[int]:
 class Block:
     """A rectangle of output pixels of one scene and the windows that touch it.
 
+    A block holds its window rows and columns, not the windows themselves (the ``rows x cols`` windows are made on
+    demand): planning a scene of any size costs a few hundred bytes per block in use, nothing per window.
+
     Attributes:
         scene: index of the scene in the run.
         row: block row in the scene's block grid.
@@ -104,7 +110,8 @@ class Block:
         y1: last output row (exclusive).
         x0: first output column.
         x1: last output column (exclusive).
-        windows: ``(row, col)`` top-left pixels of the windows to predict, row-major.
+        rows: row starts of the windows touching the block.
+        cols: column starts of the windows touching the block.
     """
 
     scene: int
@@ -114,7 +121,8 @@ class Block:
     y1: int
     x0: int
     x1: int
-    windows: tuple[Window, ...]
+    rows: tuple[int, ...] = ()
+    cols: tuple[int, ...] = ()
 
     @property
     def name(self) -> str:
@@ -122,14 +130,73 @@ class Block:
         return f'r{self.row:04d}_c{self.col:04d}'
 
     @property
+    def window(self) -> list[int]:
+        """``[y0, y1, x0, x1]``: the block's output pixels (recorded with its file in the state folder)."""
+        return [self.y0, self.y1, self.x0, self.x1]
+
+    @property
     def shape(self) -> tuple[int, int]:
         """``(height, width)`` of the block's output pixels."""
         return self.y1 - self.y0, self.x1 - self.x0
+
+    @property
+    def num_windows(self) -> int:
+        """Windows touching the block."""
+        return len(self.rows) * len(self.cols)
+
+    @property
+    def windows(self) -> tuple[Window, ...]:
+        """``(row, col)`` top-left pixels of the windows to predict, row-major."""
+        return tuple((r, c) for r in self.rows for c in self.cols)
+
+    def num_chunks(self, batch_size: int) -> int:
+        """Forward passes of at most ``batch_size`` windows that the block takes."""
+        return -(-self.num_windows // batch_size)
+
+    def chunk(self, k: int, batch_size: int) -> tuple[Window, ...]:
+        """Chunk ``k`` of :meth:`chunks`, made alone (windows ``k * batch_size ...`` in row-major order)."""
+        n_cols = len(self.cols)
+        lo, hi = k * batch_size, min((k + 1) * batch_size, self.num_windows)
+        return tuple((self.rows[i // n_cols], self.cols[i % n_cols]) for i in range(lo, hi))
 
     def chunks(self, batch_size: int) -> list[tuple[Window, ...]]:
         """The windows in consecutive groups of at most ``batch_size`` (one forward pass each)."""
         w = self.windows
         return [w[i : i + batch_size] for i in range(0, len(w), batch_size)]
+
+
+class BlockGrid(Sequence[Block]):
+    """The blocks of one scene, row-major, made on demand (a sequence: ``len``, indexing, iteration).
+
+    Args:
+        plan: the scene's plan.
+        scene: scene index recorded in each block.
+    """
+
+    def __init__(self, plan: ScenePlan, scene: int = 0) -> None:
+        self.plan = plan
+        self.scene = scene
+
+    def __len__(self) -> int:
+        rows, cols = self.plan.grid
+        return rows * cols
+
+    def __getitem__(self, index: int) -> Block:  # type: ignore[override]
+        n = len(self)
+        if isinstance(index, slice):
+            raise TypeError('BlockGrid takes integer indexes')
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f'block {index} of {n}')
+        cols = self.plan.grid[1]
+        return self.plan.block(index // cols, index % cols, self.scene)
+
+    def __iter__(self) -> Iterator[Block]:
+        rows, cols = self.plan.grid
+        for i in range(rows):
+            for j in range(cols):
+                yield self.plan.block(i, j, self.scene)
 
 
 @dataclass(frozen=True)
@@ -184,27 +251,38 @@ class ScenePlan:
         """Block rows and columns."""
         return len(self.row_edges) - 1, len(self.col_edges) - 1
 
-    def _touching(self, starts: Sequence[int], lo: int, hi: int) -> list[int]:
-        return [s for s in starts if s < hi and s + self.tile > lo]
+    def _touching(self, starts: Sequence[int], lo: int, hi: int) -> tuple[int, ...]:
+        """Starts ``s`` with ``s < hi`` and ``s + tile > lo`` (the starts are sorted: two bisections)."""
+        return tuple(starts[bisect.bisect_right(starts, lo - self.tile) : bisect.bisect_left(starts, hi)])
 
-    def blocks(self, scene: int = 0) -> list[Block]:
-        """The blocks, row-major; their pixels partition the scene.
+    def block(self, i: int, j: int, scene: int = 0) -> Block:
+        """Block ``(i, j)`` of the grid, made alone (no other block is planned).
+
+        Args:
+            i: block row.
+            j: block column.
+            scene: scene index recorded in the block.
+        """
+        y0, y1 = self.row_edges[i], self.row_edges[i + 1]
+        x0, x1 = self.col_edges[j], self.col_edges[j + 1]
+        rows, cols = self._touching(self.rows, y0, y1), self._touching(self.cols, x0, x1)
+        return Block(scene, i, j, y0, y1, x0, x1, rows, cols)
+
+    def blocks(self, scene: int = 0) -> BlockGrid:
+        """The blocks, row-major, as a lazy sequence; their pixels partition the scene.
 
         Args:
             scene: scene index recorded in each block.
         """
-        out = []
-        for i, (y0, y1) in enumerate(zip(self.row_edges[:-1], self.row_edges[1:], strict=True)):
-            rows = self._touching(self.rows, y0, y1)
-            for j, (x0, x1) in enumerate(zip(self.col_edges[:-1], self.col_edges[1:], strict=True)):
-                cols = self._touching(self.cols, x0, x1)
-                out.append(Block(scene, i, j, y0, y1, x0, x1, tuple((r, c) for r in rows for c in cols)))
-        return out
+        return BlockGrid(self, scene)
 
     @property
     def num_predicted_windows(self) -> int:
         """Windows predicted over all blocks (windows on inner block edges count once per block)."""
-        return sum(len(b.windows) for b in self.blocks())
+        re_, ce = self.row_edges, self.col_edges
+        per_row = sum(len(self._touching(self.rows, a, b)) for a, b in pairwise(re_))
+        per_col = sum(len(self._touching(self.cols, a, b)) for a, b in pairwise(ce))
+        return per_row * per_col
 
     def describe(self) -> str:
         """One line for logs."""

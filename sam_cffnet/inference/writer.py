@@ -15,7 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +25,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from .data import Chunk
 from .polygons import mask_polygons, save_block_polygons, split_at_seams
 from .raster import SceneInfo, write_block
+from .signals import MappingStopped, StopSignals
 from .state import RunState
 from .windows import Block, BlockBlender
 
@@ -46,11 +47,13 @@ class WriterSettings:
         write_mask: write the mask band.
         polygons: extract polygons.
         on_scene_complete: called with a scene index when all its blocks are written (assembles it).
+        chunks: this process's chunks (set at setup).
+        remaining: per scene, the blocks this process still has to write (set at setup).
     """
 
     state: RunState
     scenes: list[SceneInfo]
-    blocks: list[list[Block]]
+    blocks: Sequence[Sequence[Block]]
     tile: int
     overlap: int
     threshold: float
@@ -58,7 +61,8 @@ class WriterSettings:
     write_mask: bool
     polygons: bool
     on_scene_complete: Callable[[int], Any]
-    chunks: list[Chunk] = field(default_factory=list)
+    chunks: Sequence[Chunk] = field(default_factory=list)
+    remaining: dict[int, int] = field(default_factory=dict)
 
 
 class _Stop:
@@ -97,8 +101,13 @@ class BlockWriter(Callback):
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:  # fmt: skip
-        """Queue the chunk's probabilities (raises the thread's error, if any)."""
+        """Queue the chunk's probabilities (raises the thread's error, if any); stop after a block on a signal."""
         self.put(outputs)
+        stop = StopSignals.current()
+        if stop is not None and stop.requested:
+            chunk = self.s.chunks[outputs['chunk']]
+            if chunk.part == chunk.parts - 1 or stop.count > 1:  # the block is complete (or a second signal)
+                raise MappingStopped(stop.signum or 15)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         """Stop the thread; record that this process failed (so rank 0 does not wait for it)."""
@@ -218,10 +227,14 @@ class BlockWriter(Callback):
         tags = {**counts, 'valid_pixels': result.valid_pixels, 'landslide_pixels': result.landslide_pixels,
                 'rank': self.rank}  # fmt: skip
         write_block(folder / f'{block.name}.tif', scene, block, bands, tags)
+        files = [folder / f'{block.name}.tif', *([folder / f'{block.name}.npz'] if s.polygons else [])]
+        s.state.record_block(block, files)  # last: the block counts as finished from here on
         for k in ('windows', 'windows_skipped', 'model_seconds'):
             self.counts[k] += counts[k]
         self.counts['blocks'] += 1
-        if len(s.state.done_blocks(block.scene)) == len(s.blocks[block.scene]):
+        s.remaining[block.scene] = s.remaining.get(block.scene, 1) - 1
+        # this process's last block of the scene: all of it may be done (the last writer always sees every record)
+        if s.remaining[block.scene] <= 0 and len(s.state.done_blocks(block.scene)) == len(s.blocks[block.scene]):
             # assembled on its own thread: a long COG build does not hold up the blocks (nor the device)
             self.assemblies.append(self.assembler.submit(s.on_scene_complete, block.scene))
 
