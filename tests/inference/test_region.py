@@ -75,11 +75,11 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_outputs(
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     blocks = tmp_path / '.map.tif.map-state' / 'scenes' / '0000' / 'blocks'
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and len(list(blocks.glob('r*.tif'))) < 3 and proc.poll() is None:
+    while time.monotonic() < deadline and len(list(blocks.glob('r*.json'))) < 3 and proc.poll() is None:
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)  # the process and its DataLoader workers, as a scheduler would
     proc.wait()
-    done = len(list(blocks.glob('r*.tif')))
+    done = len(list(blocks.glob('r*.json')))  # finished blocks: those with a record
     assert 3 <= done < region['summary']['blocks'], 'the run was not stopped midway'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['.map.tif.map-state']  # nothing looks complete
     run = run_cli(args)  # the same command
@@ -88,6 +88,74 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_outputs(
     np.testing.assert_array_equal(read(out)[0], region['raster'])
     assert _polygons(tmp_path / 'map.gpkg') == region['polygons']
     assert not (tmp_path / '.map.tif.map-state').exists()
+
+
+def _start(args: list[str]) -> subprocess.Popen[str]:
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONWARNINGS': 'ignore'}
+    env.pop('SAM_CFFNET_TRACEBACK', None)
+    return subprocess.Popen([sys.executable, '-m', 'sam_cffnet', *args], env=env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+
+
+def _wait_for_records(proc: subprocess.Popen[str], blocks: Path, count: int) -> None:
+    deadline = time.monotonic() + 300
+    while len(list(blocks.glob('r*.json'))) < count:
+        assert proc.poll() is None, f'the run ended early: {proc.communicate()[1][-3000:]}'
+        assert time.monotonic() < deadline, 'timed out'
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize(('sig', 'code'), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=['SIGTERM', 'SIGINT'])
+def test_sigterm_and_ctrl_c_stop_after_the_block_with_a_hint_and_resume(
+    region: dict[str, Any], checkpoint: Path, tmp_path: Path, sig: int, code: int
+) -> None:
+    """Before: SIGTERM was logged and ignored (the run went to its end), Ctrl-C gave exit 1 and no hint."""
+    out = tmp_path / 'map.tif'
+    args = _map_args(checkpoint, region['scene'], out, '--num-workers', '2')
+    proc = _start(args)
+    blocks = tmp_path / '.map.tif.map-state' / 'scenes' / '0000' / 'blocks'
+    _wait_for_records(proc, blocks, 1)
+    proc.send_signal(sig)  # to the main process only (as kill and timeout do); the workers are left to it
+    _, stderr = proc.communicate(timeout=300)
+    done = len(list(blocks.glob('r*.json')))
+    assert proc.returncode == code, stderr[-3000:]
+    assert 'Traceback' not in stderr and 1 <= done < region['summary']['blocks']
+    last = stderr.strip().splitlines()[-1]
+    name = signal.Signals(sig).name
+    assert last == (f'sam_cffnet map: stopped by {name}: {done} of {region["summary"]["blocks"]} blocks are finished '
+                    f'and kept in {tmp_path / ".map.tif.map-state"}; rerun the same command to resume')  # fmt: skip
+    assert not list(blocks.glob('r*.tif'))[done:]  # every block file has its record: the block under way finished
+    run = run_cli(args)  # the same command
+    assert run.returncode == 0, run.stderr[-3000:]
+    np.testing.assert_array_equal(read(out)[0], region['raster'])
+    assert _polygons(tmp_path / 'map.gpkg') == region['polygons']
+
+
+def test_second_run_on_the_same_output_is_refused_at_once(
+    region: dict[str, Any], checkpoint: Path, tmp_path: Path
+) -> None:
+    """Before: the second died with a traceback or a 'free space' error and poisoned the first's state."""
+    out = tmp_path / 'map.tif'
+    args = _map_args(checkpoint, region['scene'], out, '--num-workers', '0')
+    first = _start(args)
+    state = tmp_path / '.map.tif.map-state'
+    _wait_for_records(first, state / 'scenes' / '0000' / 'blocks', 1)
+    os.kill(first.pid, signal.SIGSTOP)  # held midway (the scene is small), alive
+    try:
+        for extra in ([], ['--overlap', '8', '--overwrite']):  # the same command, or other settings with --overwrite
+            started = time.monotonic()
+            run = run_cli([*args, *extra], timeout=120)
+            assert run.returncode == 2, run.stderr[-3000:]
+            lines = [line for line in run.stderr.splitlines() if line.startswith('sam_cffnet: error: ')]
+            assert len(lines) == 1 and 'Traceback' not in run.stderr, run.stderr[-3000:]
+            assert f'another map run (pid {first.pid} on ' in lines[0] and 'lock.json' in lines[0]
+            assert time.monotonic() - started < 60  # at once: no model loaded (about 4 s of imports here)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    _, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr[-3000:]  # the first run finishes, its state intact
+    np.testing.assert_array_equal(read(out)[0], region['raster'])
+    assert not state.exists()
 
 
 # ---------------------------------------------------------------------------------------------- many scenes
