@@ -255,7 +255,7 @@ class RunState:
         """Drop this process's lock; a folder left with nothing else is removed."""
         if self.holds_lock():
             self.lock_file.unlink(missing_ok=True)
-            for folder in [self.root, *getattr(self, '_created', [])]:  # and the folders the lock created
+            for folder in [self.root, *getattr(self, '_created', [])[1:]]:  # and the folders the lock created
                 try:
                     folder.rmdir()
                 except OSError:
