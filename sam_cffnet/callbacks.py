@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from PIL import Image
 
 from .errors import OutputExistsError
 
-__all__ = ['DemoBanner', 'LastCheckpoint', 'PredictionWriter']
+__all__ = ['PREDICTION_PATTERNS', 'DemoBanner', 'LastCheckpoint', 'PredictionWriter', 'existing_predictions']
 
 BANNER = '=' * 100
 
@@ -109,12 +110,32 @@ class DemoBanner(Callback):
         )
 
 
-class PredictionWriter(BasePredictionWriter):
-    """Writes what ``python -m sam_cffnet predict`` predicts: one PNG per tile, and a picture of the first tiles.
+#: The files a :class:`PredictionWriter` writes (what :func:`existing_predictions` looks for).
+PREDICTION_PATTERNS = ('*_mask.png', '*_probability.png', 'overview.png')
 
-    Files: ``tile_000042_probability.png`` (landslide probability, 8-bit: 255 = 1.0) and ``tile_000042_mask.png``
-    (0/255) in ``output_dir``; ``overview.png`` shows the first tiles with their prediction. Tile numbers follow the
-    order of the predict loader (the datamodule's predict split, unshuffled). For whole scenes with coordinates use
+
+def existing_predictions(folder: str | Path) -> list[Path]:
+    """The prediction files already in ``folder`` (``*_mask.png``, ``*_probability.png``, ``overview.png``).
+
+    ``predict`` refuses to write into a folder that holds any (without ``--prediction_writer.overwrite``).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted({p for pattern in PREDICTION_PATTERNS for p in folder.glob(pattern)})
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Writes what ``python -m sam_cffnet predict`` predicts: one PNG per source image, and a picture of the first
+    tiles.
+
+    Files are named after the image the tiles come from, at that image's own size: ``df001_mask.png`` (0/255) and
+    ``df001_probability.png`` (landslide probability, 8-bit: 255 = 1.0) for the Bijie chip ``df001.png``, whatever the
+    tile size (a chip resized to one tile is resized back: bilinear probability, nearest mask; a chip cut into
+    windows is put together again, a later window overwriting an earlier one where they overlap). Datasets say
+    where a tile comes from with ``tile_source(index)`` (:func:`~sam_cffnet.datasets.utils.tile_source_dict`);
+    for those without it, files are named after the tile's index in the predict split (``tile_000042_mask.png``).
+    ``overview.png`` shows the first tiles with their prediction. For whole scenes with coordinates use
     ``python -m sam_cffnet map`` instead.
 
     Args:
@@ -138,19 +159,69 @@ class PredictionWriter(BasePredictionWriter):
         self.overview_tiles = overview_tiles
         self._dir: Path | None = None
         self._count = 0
+        self._written = 0
         self._overview: list[tuple[Any, Any]] = []
+        self._source: Any = None
+        self._pending: dict[str, dict[str, Any]] = {}
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != 'predict':
             return
         out = Path(self.output_dir) if self.output_dir else Path(trainer.default_root_dir) / 'predictions'
-        if out.exists() and any(out.glob('tile_*.png')) and not self.overwrite:
+        if existing_predictions(out) and not self.overwrite:
             raise OutputExistsError(
                 f'{out} already holds predictions; choose another --prediction_writer.output_dir or pass '
                 f'--prediction_writer.overwrite true'
             )
         out.mkdir(parents=True, exist_ok=True)
-        self._dir, self._count, self._overview = out, 0, []
+        self._dir, self._count, self._written, self._overview, self._pending = out, 0, 0, [], {}
+        self._source = None
+
+    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        loaders = trainer.predict_dataloaders
+        loader = loaders[0] if isinstance(loaders, list | tuple) and loaders else loaders
+        self._source = getattr(getattr(loader, 'dataset', None), 'tile_source', None)
+
+    def _save(self, name: str, probability: np.ndarray, mask: np.ndarray) -> None:
+        assert self._dir is not None
+        Image.fromarray((mask > 0).astype(np.uint8) * 255).save(self._dir / f'{name}_mask.png')
+        if self.write_probability:
+            Image.fromarray(np.round(np.clip(probability, 0, 1) * 255).astype(np.uint8)).save(
+                self._dir / f'{name}_probability.png'
+            )
+        self._written += 1
+
+    def _place(self, source: dict[str, Any], probability: np.ndarray, mask: np.ndarray) -> None:
+        """Put one tile's prediction into its source image; write the image when it is complete."""
+        import torch
+        import torch.nn.functional as F
+
+        name, h, w = source['name'], source['height'], source['width']
+        if source['window'] is None:  # the whole source, resized to the tile: back to its own size
+            if probability.shape != (h, w):
+                prob = torch.from_numpy(probability.astype(np.float32))[None, None]
+                probability = F.interpolate(prob, size=(h, w), mode='bilinear', align_corners=False)[0, 0].numpy()
+                mask = F.interpolate(torch.from_numpy(mask.astype(np.float32))[None, None], size=(h, w),
+                                     mode='nearest-exact')[0, 0].numpy()  # fmt: skip
+            self._save(name, probability, mask)
+            return
+        entry = self._pending.setdefault(
+            name,
+            {
+                'probability': np.zeros((h, w), np.float32),
+                'mask': np.zeros((h, w), np.uint8),
+                'left': 0,
+                'tiles': source['tiles'],
+            },
+        )
+        r, q, _ = source['window']
+        hh, ww = min(probability.shape[0], h - r), min(probability.shape[1], w - q)
+        entry['probability'][r : r + hh, q : q + ww] = probability[:hh, :ww]
+        entry['mask'][r : r + hh, q : q + ww] = mask[:hh, :ww] > 0
+        entry['left'] += 1
+        if entry['left'] >= entry['tiles']:
+            self._save(name, entry['probability'], entry['mask'])
+            del self._pending[name]
 
     def write_on_batch_end(
         self,
@@ -168,15 +239,26 @@ class PredictionWriter(BasePredictionWriter):
         for i in range(probs.shape[0]):
             index = int(batch_indices[i]) if batch_indices else self._count
             self._count += 1
-            stem = self._dir / f'tile_{index:06d}'
-            Image.fromarray((masks[i] > 0).astype(np.uint8) * 255).save(f'{stem}_mask.png')
-            if self.write_probability:
-                Image.fromarray(np.round(probs[i] * 255).astype(np.uint8)).save(f'{stem}_probability.png')
+            if self._source is not None and batch_indices:
+                self._place(self._source(index), probs[i], masks[i])
+            else:
+                self._save(f'tile_{index:06d}', probs[i], masks[i])
             if len(self._overview) < self.overview_tiles:
                 self._overview.append((batch['image'][i].detach().float().cpu(), prediction['prediction'][i].cpu()))
 
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self._dir is None or not self._overview or not trainer.is_global_zero:
+        if self._dir is None:
+            return
+        for name in sorted(self._pending):  # windows of a source predicted on other processes (DDP)
+            entry = self._pending.pop(name)
+            warnings.warn(
+                f'{name}: {entry["left"]} of its {entry["tiles"]} tiles were predicted in this process (the others on '
+                f'other processes); written with the missing parts as background: predict on one device for whole '
+                f'images',
+                stacklevel=1,
+            )
+            self._save(name, entry['probability'], entry['mask'])
+        if not self._overview or not trainer.is_global_zero:
             return
         import torch
 
@@ -187,5 +269,6 @@ class PredictionWriter(BasePredictionWriter):
         fig = prediction_figure(images, None, preds)
         fig.savefig(self._dir / 'overview.png', dpi=80)
         rank_zero_info(
-            f'predictions: {self._count} tiles written to {self._dir} (overview: {self._dir / "overview.png"})'
+            f'predictions: {self._count} tiles written to {self._dir} as {self._written} images '
+            f'(overview: {self._dir / "overview.png"})'
         )

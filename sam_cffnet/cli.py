@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
-from .callbacks import LastCheckpoint, PredictionWriter
+from .callbacks import LastCheckpoint, PredictionWriter, existing_predictions
 from .checkpoint import WEIGHT_FILE_ARGS
 from .errors import ConfigError, MissingFileError, OutputExistsError, SAMCFFNetError
 from .recipes import resolve_config, shipped_config_dir, shipped_configs
@@ -159,7 +159,7 @@ class SAMCFFNetCLI(LightningCLI):
                 writer.get('output_dir')
                 or Path((cfg.get('trainer') or {}).get('default_root_dir') or '.') / 'predictions'
             )
-            if not writer.get('overwrite') and any(Path(out).glob('tile_*.png')):
+            if not writer.get('overwrite') and existing_predictions(out):
                 raise OutputExistsError(
                     f'{out} already holds predictions; choose another --prediction_writer.output_dir or pass '
                     f'--prediction_writer.overwrite true'

@@ -55,7 +55,7 @@ def test_every_recipe_runs_every_subcommand(name: str, fake_roots: dict[str, Pat
         cli = main([command, *args])
         assert cli.trainer.state.finished, command
         if command == 'predict':
-            written = sorted((tmp_path / 'predictions').glob('tile_*_mask.png'))
+            written = sorted((tmp_path / 'predictions').glob('*_mask.png'))
             assert written and (tmp_path / 'predictions' / 'overview.png').is_file()
             with pytest.raises(FileExistsError, match='already holds predictions'):
                 main([command, *args])

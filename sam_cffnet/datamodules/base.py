@@ -112,6 +112,12 @@ class SplitView(Dataset[dict[str, Tensor]]):
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         return self.dataset[self.indices[index]]
 
+    def __getattr__(self, name: str) -> Any:
+        # ``tile_source`` (where a tile comes from, for writers of predictions) when the dataset has one
+        if name == 'tile_source' and hasattr(self.__dict__.get('dataset'), 'tile_source'):
+            return lambda index: self.dataset.tile_source(self.indices[index])
+        raise AttributeError(name)
+
     def plot(self, *args: Any, **kwargs: Any) -> Any:
         return self.dataset.plot(*args, **kwargs)
 

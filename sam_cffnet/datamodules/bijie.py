@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
@@ -11,7 +12,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..datasets.bijie import Bijie
-from ..datasets.utils import pad_to
+from ..datasets.utils import pad_to, tile_source_dict
 from ..errors import ConfigError, DataError
 from ..preprocessing import resize_sample
 from ..tiling import tile_windows
@@ -48,6 +49,14 @@ class ChipTiles(Dataset[dict[str, Tensor]]):
             else:
                 h, w = dataset.sizes[c]
                 self.tiles.extend((c, r, q) for r, q in tile_windows(h, w, tile_size, stride))
+        self._per_chip = Counter(c for c, _, _ in self.tiles)
+        stems = Counter(dataset.files[c]['image'].stem for c in range(len(dataset.files)))
+        # a chip's name: its file name without extension (the category in front where both categories use it)
+        self._names = {
+            c: (stem if stems[stem] == 1 else f'{dataset.files[c]["image"].parent.parent.name}_{stem}')
+            for c in self._per_chip
+            for stem in [dataset.files[c]['image'].stem]
+        }
 
     def __len__(self) -> int:
         """Number of tiles."""
@@ -64,6 +73,15 @@ class ChipTiles(Dataset[dict[str, Tensor]]):
         for k, v in sample.items():
             out[k] = pad_to(v[..., r : r + t, q : q + t], t, t)
         return out
+
+    def tile_source(self, index: int) -> dict[str, Any]:
+        """Where tile ``index`` comes from, for writers of predictions (see :class:`~sam_cffnet.datasets.utils.
+        TileSource`): the chip's name and size, and the tile's window in it (``None`` with ``'resize'``: the whole
+        chip)."""
+        c, r, q = self.tiles[index]
+        h, w = self.dataset.sizes[c]
+        window = None if self.mode == 'resize' else (r, q, self.tile_size)
+        return tile_source_dict(self._names[c], h, w, window, self._per_chip[c])
 
     def plot(self, *args: Any, **kwargs: Any) -> Any:
         """Delegate to :meth:`Bijie.plot`."""

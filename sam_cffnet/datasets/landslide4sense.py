@@ -23,6 +23,7 @@ from .utils import (
     label_values,
     numeric_key,
     read_h5,
+    tile_source_dict,
 )
 
 LAYOUT = """\
@@ -221,6 +222,13 @@ class Landslide4Sense(LabelReader, NonGeoDataset):
     def _finite_mask(self, mask: np.ndarray, path: Path) -> np.ndarray:
         """``(H, W)`` mask values with NaN/inf handled by ``nan_policy`` (0 = background, with a warning)."""
         return check_finite(np.squeeze(mask), path, self.nan_policy)
+
+    def tile_source(self, index: int) -> dict[str, Any]:
+        """Where patch ``index`` comes from (its ``image_N.h5`` name and its size, 128 x 128), for writers of
+        predictions."""
+        path = self.images[index]
+        h, w = read_h5(path, [self.image_key], shape_only=[self.image_key])[self.image_key][:2]
+        return tile_source_dict(path.stem, h, w)
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         """Load one patch.

@@ -595,6 +595,26 @@ def pad_to(tensor: Tensor, height: int, width: int, value: float = 0) -> Tensor:
     return torch.nn.functional.pad(tensor, (0, pw, 0, ph), value=value)
 
 
+def tile_source_dict(
+    name: str, height: int, width: int, window: tuple[int, int, int] | None = None, tiles: int = 1
+) -> dict[str, Any]:
+    """Where a served tile comes from (a dataset's ``tile_source(index)``), for writers of predictions.
+
+    Args:
+        name: the source file's name without extension (``df001``): outputs are named after it.
+        height: the source's height in pixels.
+        width: the source's width in pixels.
+        window: ``(row, col, size)`` of the tile in the source (bottom/right parts past the source's edge are
+            padding), or ``None`` when the tile is the whole source resized to the tile size.
+        tiles: how many tiles the source gives (its prediction is complete when all were predicted).
+
+    Returns:
+        ``{'name', 'height', 'width', 'window', 'tiles'}``.
+    """
+    return {'name': str(name), 'height': int(height), 'width': int(width),
+            'window': None if window is None else tuple(int(v) for v in window), 'tiles': int(tiles)}  # fmt: skip
+
+
 class RGBPlotMixin:
     """``plot(sample)`` for datasets whose first three image channels are R, G, B (Bijie, GVLM, reference tiles)."""
 

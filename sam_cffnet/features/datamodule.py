@@ -82,6 +82,12 @@ class CachedTiles(Dataset[dict[str, Tensor]]):
         """Delegate to the wrapped dataset."""
         return self.dataset.plot(*args, **kwargs)  # type: ignore[attr-defined]
 
+    def __getattr__(self, name: str) -> Any:
+        # ``tile_source`` (where a tile comes from, for writers of predictions) when the wrapped dataset has one
+        if name == 'tile_source' and hasattr(self.__dict__.get('dataset'), 'tile_source'):
+            return self.dataset.tile_source  # type: ignore[attr-defined]
+        raise AttributeError(name)
+
 
 class CachedFeatureDataModule(LightningDataModule):
     """Serve a datamodule's batches with the frozen encoder's features read from a cache.
