@@ -35,7 +35,7 @@ class SAMCFFNet(SAMSegmenter):
             ``variant`` (``'vit_l'``), ``sam_checkpoint``, ``input_size`` (1024), ``sam_normalize`` (False),
             ``in_channels``, ``band_adapter``, ``band_indices``, ``attention``, ``autocast``, ``channels_last``.
 
-    Example:
+    Examples:
         >>> model = SAMCFFNet.from_reference_checkpoint('checkpoints/BJL_best.pth.tar')  # doctest: +SKIP
         >>> logits = model(tile)  # B x 3 x 256 x 256 in [0, 1] -> B x 1 x 256 x 256
     """

@@ -91,7 +91,7 @@ class TransLandSeg(LandslideModel):
 
     Shapes: B x in_channels x H x W floats in [0, 1] -> B x 1 x H x W logits.
 
-    Example:
+    Examples:
         >>> model = TransLandSeg(sam_checkpoint='checkpoints/sam_vit_l_0b3195.pth')  # doctest: +SKIP
         >>> model.parameter_report()['trainable']  # doctest: +SKIP
         4175140

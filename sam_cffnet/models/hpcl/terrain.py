@@ -103,7 +103,7 @@ def terrain_stack(
     Returns:
         B x :func:`terrain_channels` (features) x H x W float32.
 
-    Example:
+    Examples:
         >>> z = torch.arange(16.0).view(1, 1, 4, 4) % 4  # rises eastwards by 1 per pixel
         >>> terrain_stack(z, features=('slope',))[0, 0, 0, 0].item()  # atan(1) = pi / 4
         0.785398...
