@@ -12,7 +12,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..datasets.bijie import Bijie
-from ..datasets.utils import pad_to, tile_source_dict
+from ..datasets.samples import pad_to, tile_source_dict
 from ..errors import ConfigError, DataError
 from ..preprocessing import resize_sample
 from ..tiling import tile_windows
@@ -75,9 +75,9 @@ class ChipTiles(Dataset[dict[str, Tensor]]):
         return out
 
     def tile_source(self, index: int) -> dict[str, Any]:
-        """Where tile ``index`` comes from, for writers of predictions (see :class:`~sam_cffnet.datasets.utils.
-        TileSource`): the chip's name and size, and the tile's window in it (``None`` with ``'resize'``: the whole
-        chip)."""
+        """Where tile ``index`` comes from, for writers of predictions (see
+        :func:`~sam_cffnet.datasets.samples.tile_source_dict`): the chip's name and size, and the tile's window in it
+        (``None`` with ``'resize'``: the whole chip)."""
         c, r, q = self.tiles[index]
         h, w = self.dataset.sizes[c]
         window = None if self.mode == 'resize' else (r, q, self.tile_size)

@@ -8,8 +8,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..datasets.errors import LayoutNotFoundError
 from ..datasets.landslide4sense import BandSpec, Landslide4Sense
-from ..datasets.utils import LayoutNotFoundError
 from ..errors import ConfigError
 from .base import LandslideDataModule, SplitView, split_indices
 

@@ -7,11 +7,11 @@ Samples are dicts: ``image`` float32 ``(C, H, W)`` with raw (un-normalized) valu
 from ..tiling import tile_starts, tile_windows
 from .bijie import Bijie
 from .demo import make_demo_bijie
+from .errors import DatasetLayoutError, LayoutNotFoundError
 from .gvlm import GVLM
 from .inventory import InventoryTiles, LandslideInventory
 from .landslide4sense import Landslide4Sense
 from .reference_tiles import ReferenceTiles
-from .utils import DatasetLayoutError, LayoutNotFoundError
 
 __all__ = [
     'GVLM',

@@ -14,17 +14,11 @@ from torchgeo.datasets import NonGeoDataset
 
 from ..errors import ConfigError
 from ..preprocessing import resize_sample
-from .utils import (
-    DatasetLayoutError,
-    LabelEncoding,
-    LabelReader,
-    LayoutNotFoundError,
-    PathLike,
-    RGBPlotMixin,
-    grey_label,
-    label_values,
-    verify_png,
-)
+from .checks import verify_png
+from .errors import DatasetLayoutError, LayoutNotFoundError
+from .files import PathLike
+from .labels import LabelEncoding, LabelReader, grey_label, label_values
+from .plotting import RGBPlotMixin
 
 LAYOUT = """\
 <root>/                                   (or <root>/Bijie-landslide-dataset/, or <root>/*/Bijie-landslide-dataset/)

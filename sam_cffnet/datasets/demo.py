@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .files import PathLike
 from .landslide4sense import Landslide4Sense
-from .utils import PathLike
 
 __all__ = ['DEMO_GVLM_SITES', 'make_demo_bijie', 'make_demo_gvlm', 'make_demo_landslide4sense']
 

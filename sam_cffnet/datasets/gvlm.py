@@ -13,22 +13,12 @@ from torch import Tensor
 from torchgeo.datasets import NonGeoDataset
 
 from ..tiling import tile_windows
-from .utils import (
-    DatasetLayoutError,
-    LabelEncoding,
-    LabelReader,
-    LayoutNotFoundError,
-    PathLike,
-    RGBPlotMixin,
-    cache_as_tiled_tiff,
-    label_raster_layout,
-    open_raster,
-    raster_label_values,
-    raster_label_window,
-    raster_shape,
-    read_raster_window,
-    verify_png,
-)
+from .checks import verify_png
+from .errors import DatasetLayoutError, LayoutNotFoundError
+from .files import PathLike
+from .labels import LabelEncoding, LabelReader, label_raster_layout, raster_label_values, raster_label_window
+from .plotting import RGBPlotMixin
+from .rasters import cache_as_tiled_tiff, open_raster, raster_shape, read_raster_window
 
 LAYOUT = """\
 <root>/                                  (or <root>/GVLM_Object_Extraction/)
@@ -56,8 +46,8 @@ class GVLM(RGBPlotMixin, LabelReader, NonGeoDataset):
 
     Post-event Google Earth RGB scenes of 17 landslide sites worldwide with binary landslide maps. Scenes are
     large (up to 10808 x 7424 px), so this dataset is *tiled*: each sample is one window of ``tile_size`` read with
-    rasterio windowed reads (a whole scene is never loaded). Tiles follow :func:`~sam_cffnet.datasets.utils.
-    tile_windows` (stride, last tile snapped to the scene edge; scenes smaller than a tile are zero-padded).
+    rasterio windowed reads (a whole scene is never loaded). Tiles follow :func:`~sam_cffnet.tiling.tile_windows`
+    (stride, last tile snapped to the scene edge; scenes smaller than a tile are zero-padded).
 
     Dataset features:
 

@@ -13,18 +13,12 @@ from torchgeo.datasets import NonGeoDataset, RGBBandsMissingError
 
 from ..errors import ConfigError
 from ..visualize import percentile_stretch, plot_segmentation
-from .utils import (
-    DatasetLayoutError,
-    LabelEncoding,
-    LabelReader,
-    LayoutNotFoundError,
-    PathLike,
-    check_finite,
-    label_values,
-    numeric_key,
-    read_h5,
-    tile_source_dict,
-)
+from .checks import check_finite
+from .errors import DatasetLayoutError, LayoutNotFoundError
+from .files import PathLike, numeric_key
+from .h5 import read_h5
+from .labels import LabelEncoding, LabelReader, label_values
+from .samples import tile_source_dict
 
 LAYOUT = """\
 <root>/

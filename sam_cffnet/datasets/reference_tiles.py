@@ -12,17 +12,12 @@ from torch import Tensor
 from torchgeo.datasets import NonGeoDataset
 
 from ..errors import ConfigError
-from .utils import (
-    DatasetLayoutError,
-    LabelEncoding,
-    LabelReader,
-    LayoutNotFoundError,
-    PathLike,
-    RGBPlotMixin,
-    check_finite,
-    label_values,
-    read_h5,
-)
+from .checks import check_finite
+from .errors import DatasetLayoutError, LayoutNotFoundError
+from .files import PathLike
+from .h5 import read_h5
+from .labels import LabelEncoding, LabelReader, label_values
+from .plotting import RGBPlotMixin
 
 LAYOUT = """\
 <root>/
