@@ -42,19 +42,22 @@ and :mod:`sam_cffnet.models.adapters.atl`):
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Literal
 
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ConfigError
 from .adapters.atl import ATLKind, EmbeddingReshape, PromptATL, SpaceATL, SpaceInit, build_atl
 from .base import LandslideModel, count_parameters
 from .decoders.sam_mask_decoder import PromptFreeMaskDecoder, build_sam_neck, load_sam_neck
-from .encoders.sam import SAM_VARIANTS, SAMEncoder
+from .encoders.sam import SAMEncoder, sam_variant
 from .registry import register_model
 
 __all__ = ['TransLandSeg']
+
+#: the SAM size when none is given: the encoder's own default
+_DEFAULT_VARIANT = inspect.signature(SAMEncoder).parameters['variant'].default
 
 
 @register_model('translandseg')
@@ -119,10 +122,7 @@ class TransLandSeg(LandslideModel):
         **encoder_args: Any,
     ) -> None:
         super().__init__()
-        variant = encoder_args.get('variant', 'vit_l')
-        if variant not in SAM_VARIANTS:
-            raise ConfigError(f'unknown SAM encoder {variant!r}; choose one of {sorted(SAM_VARIANTS)}')
-        spec = SAM_VARIANTS[variant]
+        spec = sam_variant(encoder_args.get('variant', _DEFAULT_VARIANT))
         injector = build_atl(
             atl,
             spec.embed_dim,

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from ...checkpoint import WEIGHT_FILE_ARGS, load_checkpoint_file
 from ...errors import CheckpointError, ConfigError, DataError
+from ..base import RecordsConfig
 from .attention import configure_encoder_speed
 
 __all__ = [
@@ -43,7 +44,9 @@ __all__ = [
     'EncoderOutput',
     'SAMEncoder',
     'SAMVariant',
+    'SAMVariantName',
     'sam_checkpoint_filter',
+    'sam_variant',
 ]
 
 #: SAM's pixel statistics on the 0-255 scale (segment_anything.modeling.Sam).
@@ -81,6 +84,20 @@ SAM_VARIANTS: dict[str, SAMVariant] = {
     'vit_h': SAMVariant(1280, 32, 16, (7, 15, 23, 31), checkpoint_name='sam_vit_h_4b8939.pth'),
     'vit_tiny': SAMVariant(64, 8, 2, (1, 3, 5, 7), window_size=7, img_size=256),
 }
+#: The names of :data:`SAM_VARIANTS` as a type (what configs, ``--help`` and the parsers accept).
+SAMVariantName = Literal[tuple(SAM_VARIANTS)]  # type: ignore[valid-type]
+
+
+def sam_variant(name: str) -> SAMVariant:
+    """The architecture of the SAM size ``name``.
+
+    Raises:
+        ConfigError: ``name`` is not in :data:`SAM_VARIANTS`.
+    """
+    if name not in SAM_VARIANTS:
+        raise ConfigError(f'unknown SAM encoder {name!r}; choose one of {sorted(SAM_VARIANTS)}')
+    return SAM_VARIANTS[name]
+
 
 PATCH_SIZE = 16
 
@@ -215,7 +232,7 @@ def describe_encoder_weights(weights: dict[str, Tensor]) -> str:
     return f'{name} (embed_dim {embed}, {depth} blocks)'
 
 
-class SAMEncoder(nn.Module):
+class SAMEncoder(RecordsConfig, nn.Module):
     """Frozen SAM image encoder returning the feature maps after the global-attention blocks.
 
     Its constructor arguments are the **encoder options of every SAM-based model** of the package: SAM-CFFNet, the
@@ -224,7 +241,7 @@ class SAMEncoder(nn.Module):
     ``--help``/``--print_config``.
 
     Args:
-        variant: SAM size, one of :data:`SAM_VARIANTS` (``'vit_b'``, ``'vit_l'``, ``'vit_h'``, ``'vit_tiny'``).
+        variant: SAM size, a name of :data:`SAM_VARIANTS`.
         sam_checkpoint: the weights: an official SAM checkpoint (``sam_vit_l_0b3195.pth``), a SAM-CFFNet reference
             checkpoint or one of ours; ``None`` keeps random weights (tests and the demo only).
         input_size: side S of the square encoder input; the image is resized bilinearly to S x S
@@ -246,6 +263,9 @@ class SAMEncoder(nn.Module):
     Shapes:
         input B x in_channels x H x W, floats (reference: [0, 1]); output :class:`EncoderOutput` with
         ``len(out_indices)`` maps of B x C x S/16 x S/16.
+
+    Its :attr:`options` (the constructor arguments recorded at construction, without ``out_indices`` and
+    ``injector``) are what configs and feature-cache keys hold: an argument added here is in them with no other edit.
     """
 
     #: constructor arguments set by the models themselves, not user options
@@ -253,7 +273,7 @@ class SAMEncoder(nn.Module):
 
     def __init__(
         self,
-        variant: Literal['vit_b', 'vit_l', 'vit_h', 'vit_tiny'] = 'vit_l',
+        variant: SAMVariantName = 'vit_l',
         sam_checkpoint: str | None = None,
         input_size: int | None = 1024,
         sam_normalize: bool = False,
@@ -267,18 +287,9 @@ class SAMEncoder(nn.Module):
         injector: BlockInjector | None = None,
     ) -> None:
         super().__init__()
-        #: the option values (everything but ``out_indices`` and ``injector``), for configs and cache keys
-        self.options = {
-            'variant': variant, 'sam_checkpoint': None if sam_checkpoint is None else os.fspath(sam_checkpoint),
-            'input_size': input_size, 'sam_normalize': sam_normalize, 'in_channels': in_channels,
-            'band_adapter': band_adapter, 'band_indices': None if band_indices is None else list(band_indices),
-            'attention': attention, 'autocast': autocast, 'channels_last': channels_last,
-        }  # fmt: skip
-        if variant not in SAM_VARIANTS:
-            raise ConfigError(f'unknown SAM encoder {variant!r}; choose one of {sorted(SAM_VARIANTS)}')
+        spec = sam_variant(variant)
         if input_size is not None and (input_size <= 0 or input_size % PATCH_SIZE):
             raise ConfigError(f'input_size must be a positive multiple of {PATCH_SIZE} (or None), got {input_size}')
-        spec = SAM_VARIANTS[variant]
         self.variant = variant
         self.spec = spec
         self.input_size = input_size
