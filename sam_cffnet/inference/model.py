@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from ..checkpoint import WEIGHT_FILE_ARGS
 from ..errors import ConfigError, MissingFileError
+from ..models.base import model_inputs
 from ..preprocessing import Preprocessing
 from ..thresholds import ThresholdRule
 
@@ -267,7 +268,7 @@ class MappingModule(LightningModule):
         n = image.shape[0]
         inputs = window_inputs(self.pre, image, dem, valid, self.device)
         dtype = next((p.dtype for p in self.net.parameters()), torch.float32)
-        args = [inputs[k] for k in self.keys]
+        args = model_inputs(self.net, inputs)
         if dtype != torch.float32:  # bf16-true / 16-true: the weights were converted
             args = [a.to(dtype) for a in args]
         if self.compile and n < self.batch_size:

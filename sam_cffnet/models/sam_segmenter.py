@@ -66,10 +66,6 @@ class SAMSegmenter(LandslideModel):
             logits = F.interpolate(logits, size=image.shape[-2:], mode='bilinear', align_corners=False)
         return logits
 
-    def training_outputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        """Logits (from cached ``batch['features']`` when present) and no auxiliary loss."""
-        return self(batch['image'], batch.get('features')), {}
-
     def external_state_keys(self) -> list[str]:
         """The frozen ViT's weights when they come from a SAM checkpoint file (random ones must be saved)."""
         if self.encoder.checkpoint_path is None:

@@ -39,7 +39,7 @@ from ..checkpoint import load_checkpoint_file
 from ..errors import CheckpointError, ConfigError, OutputExistsError
 from ..losses import BCEDiceLoss
 from ..metrics import LandslideMetrics
-from ..models.base import count_parameters
+from ..models.base import count_parameters, model_inputs
 from ..models.registry import build_model, build_model_from_config
 from ..preprocessing import Preprocessing
 from ..thresholds import ThresholdRule
@@ -152,19 +152,7 @@ class SegmentationTask(LightningModule):
 
     def model_inputs(self, batch: dict[str, Tensor]) -> list[Tensor]:
         """The model's inputs taken from a batch: ``input_keys``, then the ``optional_input_keys`` present."""
-        keys = getattr(self.model, 'input_keys', ('image',))
-        missing = [k for k in keys if k not in batch]
-        if missing:
-            raise ConfigError(
-                f'{self.model_name} needs batch keys {list(keys)}, the datamodule gave {sorted(batch)}'
-                + (" (set the datamodule's dem_mode: separate)" if 'dem' in missing else '')
-            )
-        inputs = [batch[k] for k in keys]
-        for key in getattr(self.model, 'optional_input_keys', ()):  # e.g. cached encoder 'features', in order
-            if key not in batch:
-                break
-            inputs.append(batch[key])
-        return inputs
+        return model_inputs(self.model, batch)
 
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import ConfigError
-from ..base import count_parameters
+from ..base import count_parameters, model_inputs
 from ..decoders.cffd import CFFD
 from ..registry import register_model
 from ..sam_segmenter import SAMSegmenter
@@ -313,12 +313,13 @@ class HPCLNet(SAMSegmenter):
         Returns:
             ``(logits B x 1 x H x W, aux_losses)``.
         """
+        inputs = model_inputs(self, batch)
         if not self.contrastive_active:
-            return self(*[batch[k] for k in self.input_keys]), {}
+            return self(*inputs), {}
         assert self.head is not None and self.momentum is not None and self.queues is not None
         assert self.hyperpixelizer is not None
         image, mask = batch['image'], batch['mask']
-        dem = batch.get('dem') if self.dem_branch is not None else None
+        dem = inputs[1] if self.dem_branch is not None else None
         out = self.encoder(image)
         need_deep = self.contrast_source == 'decoder'
         fused = self._fuse(out.features, dem, self.dem_branch, self.fusion)
