@@ -28,6 +28,9 @@ __all__ = ['Outlines', 'QuickLook', 'read_decimated', 'rgb_band_indexes', 'write
 
 PathLike = str | os.PathLike[str]
 
+#: Opacity of the probability overlay at probability 1 (0 below 0.2, rising linearly to this at 0.8).
+OVERLAY_ALPHA = 0.55
+
 
 @dataclass
 class Outlines:
@@ -210,7 +213,9 @@ def write_quicklook(path: PathLike, look: QuickLook, grid: PathLike) -> Path:
         p = np.clip(data[0] * look.overlay_scale, 0, 1)
         p[~valid] = 0
         rgba = colormaps['inferno'](p)
-        rgba[..., 3] = np.clip((p - 0.2) / 0.6, 0, 1) * 0.75  # low probabilities leave the scene visible
+        # low probabilities leave the scene visible; high ones at most OVERLAY_ALPHA, so the imagery under a mapped
+        # landslide still shows through
+        rgba[..., 3] = np.clip((p - 0.2) / 0.6, 0, 1) * OVERLAY_ALPHA
         ax.imshow(rgba, extent=_extent(transform, *valid.shape), interpolation='nearest', zorder=2)
         bar = ScalarMappable(Normalize(0, 1), colormaps['inferno'])
         fig.colorbar(bar, ax=ax, shrink=0.6, label=f'{look.overlay_label} (transparent below 0.2)', pad=0.01)
@@ -231,7 +236,7 @@ def write_quicklook(path: PathLike, look: QuickLook, grid: PathLike) -> Path:
         _north_arrow(ax)
         name = crs.to_string() if crs.to_epsg() is None else f'EPSG:{crs.to_epsg()}'
         ax.set_xlabel(f'{name} x ({crs.linear_units if crs.is_projected else "degree"})', fontsize=8)
-        ax.set_ylabel('y', fontsize=8)
+        ax.set_ylabel(f'{name} y ({crs.linear_units if crs.is_projected else "degree"})', fontsize=8)
         ax.ticklabel_format(useOffset=False, style='plain')
     else:
         ax.set_xlabel('column (pixel grid, no CRS: no scale)', fontsize=8)
