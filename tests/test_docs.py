@@ -39,11 +39,15 @@ def test_docs_build_strict(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     pages = sorted(p.relative_to(site).as_posix() for p in site.rglob('index.html'))
     for page in ('index.html', 'quickstart/index.html', 'install/index.html', 'api/mapping/index.html',
-                 'api/preprocessing/index.html', 'api/datamodules/index.html', 'api/models/index.html'):  # fmt: skip
+                 'api/preprocessing/index.html', 'api/datamodules/index.html', 'api/models/index.html',
+                 'api/datasets/index.html', 'api/evaluation/index.html', 'evaluate/index.html',
+                 'feature_cache/index.html'):  # fmt: skip
         assert page in pages, pages
     # the API pages hold the documented objects, with their docstrings rendered
     api = (site / 'api' / 'mapping' / 'index.html').read_text()
     assert 'map_scene' in api and 'Map one scene' in api
+    evaluation = (site / 'api' / 'evaluation' / 'index.html').read_text()
+    assert 'EvaluateParams' in evaluation and 'match_objects' in evaluation and 'Matching rule' in evaluation
     pre = (site / 'api' / 'preprocessing' / 'index.html').read_text()
     assert 'Preprocessing' in pre and ':class:' not in pre
 
@@ -64,3 +68,4 @@ def test_quickstart_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert (tmp_path / 'maps' / 'scene.tif').is_file() and (tmp_path / 'maps' / 'scene.gpkg').is_file()
     summary = namespace['summary']
     assert isinstance(summary, dict) and summary['crs'] and summary['landslide_area_km2'] is not None
+    assert summary['quicklook'] and Path(summary['quicklook']).is_file()
