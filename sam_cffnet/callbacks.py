@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter, Checkpoint, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
@@ -16,7 +18,14 @@ from PIL import Image
 
 from .errors import OutputExistsError
 
-__all__ = ['PREDICTION_PATTERNS', 'DemoBanner', 'LastCheckpoint', 'PredictionWriter', 'existing_predictions']
+__all__ = [
+    'PREDICTION_PATTERNS',
+    'BestCheckpoint',
+    'DemoBanner',
+    'LastCheckpoint',
+    'PredictionWriter',
+    'existing_predictions',
+]
 
 BANNER = '=' * 100
 
@@ -64,18 +73,158 @@ class LastCheckpoint(Checkpoint):
         tmp = target.with_name(f'.{target.name}.partial')
         if trainer.is_global_zero:
             target.parent.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(tmp)  # every rank takes part; rank 0 writes
+        trainer.save_checkpoint(tmp, weights_only=False)  # every rank takes part; rank 0 writes
         if trainer.is_global_zero:
             os.replace(tmp, target)
         trainer.strategy.barrier('last_checkpoint')
         self.last_model_path = str(target)
         self._written_step = trainer.global_step
+        for callback in trainer.callbacks:  # last.ckpt no longer names the best files they replaced: remove them
+            if isinstance(callback, BestCheckpoint):
+                callback.remove_replaced(trainer)
 
     def state_dict(self) -> dict[str, Any]:
         return {'last_model_path': self.last_model_path}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.last_model_path = state_dict.get('last_model_path', '')
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` (the ``--checkpoint.*`` options) with a choice of the epoch kept on a tie, and
+    best checkpoints that stay single across a kill and a resume.
+
+    * ``ties='later'`` keeps the later epoch when the monitored value equals the best so far (TransLandSeg's
+      ``valid_loss <= valid_loss_min``, ``train.py:201``); ``'earlier'`` (Lightning's strict comparison, SAM-CFFNet's
+      ``>``) keeps the earlier one.
+    * A best checkpoint that a new best replaces is removed only once :class:`LastCheckpoint` has written the
+      ``last.ckpt`` that no longer names it (at the end of fitting without one). A run killed in between therefore
+      still has the best checkpoint its ``last.ckpt`` names. On a resume, the best checkpoints written after the
+      resumed ``last.ckpt`` (the interrupted epoch's, which is repeated) and those it had already replaced are
+      removed, so the repeated epoch writes ``best-....ckpt`` again instead of a ``best-...-v1.ckpt`` beside it.
+
+    Args:
+        ties: ``'earlier'`` (default) or ``'later'``: which epoch is kept when the monitored value ties the best.
+        dirpath, filename, monitor, verbose, save_last, save_top_k, save_on_exception, save_weights_only, mode,
+            auto_insert_metric_name, every_n_train_steps, train_time_interval, every_n_epochs,
+            save_on_train_epoch_end, enable_version_counter: as Lightning's ``ModelCheckpoint``.
+    """
+
+    def __init__(
+        self,
+        dirpath: str | Path | None = None,
+        filename: str | None = None,
+        monitor: str | None = None,
+        verbose: bool = False,
+        save_last: bool | Literal['link'] | None = None,
+        save_top_k: int = 1,
+        save_on_exception: bool = False,
+        save_weights_only: bool = False,
+        mode: str = 'min',
+        auto_insert_metric_name: bool = True,
+        every_n_train_steps: int | None = None,
+        train_time_interval: timedelta | None = None,
+        every_n_epochs: int | None = None,
+        save_on_train_epoch_end: bool | None = None,
+        enable_version_counter: bool = True,
+        ties: Literal['earlier', 'later'] = 'earlier',
+    ) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            filename=filename,
+            monitor=monitor,
+            verbose=verbose,
+            save_last=save_last,
+            save_top_k=save_top_k,
+            save_on_exception=save_on_exception,
+            save_weights_only=save_weights_only,
+            mode=mode,
+            auto_insert_metric_name=auto_insert_metric_name,
+            every_n_train_steps=every_n_train_steps,
+            train_time_interval=train_time_interval,
+            every_n_epochs=every_n_epochs,
+            save_on_train_epoch_end=save_on_train_epoch_end,
+            enable_version_counter=enable_version_counter,
+        )
+        if ties not in ('earlier', 'later'):
+            raise ValueError(f"checkpoint ties must be 'earlier' or 'later', got {ties!r}")
+        self.ties = ties
+        self._replaced: list[str] = []
+        self._resumed = False
+
+    @property
+    def state_key(self) -> str:
+        """Lightning's ``ModelCheckpoint{...}`` key: checkpoints of either class resume into the other."""
+        return super().state_key.replace(type(self).__qualname__, 'ModelCheckpoint', 1)
+
+    def check_monitor_top_k(self, trainer: Trainer, current: torch.Tensor | None = None) -> bool:
+        full = self.save_top_k not in (-1, 0) and len(self.best_k_models) >= self.save_top_k
+        if self.ties == 'earlier' or current is None or not full:
+            return super().check_monitor_top_k(trainer, current)
+        op = {'min': torch.le, 'max': torch.ge}[self.mode]
+        return trainer.strategy.reduce_boolean_decision(bool(op(current, self.best_k_models[self.kth_best_model_path])))
+
+    def _update_best_and_save(
+        self, current: torch.Tensor, trainer: Trainer, monitor_candidates: dict[str, torch.Tensor]
+    ) -> None:
+        super()._update_best_and_save(current, trainer, monitor_candidates)
+        if self.ties == 'later':  # of equal scores the newest: dicts keep insertion order
+            best = [path for path, score in self.best_k_models.items() if score == self.best_model_score]
+            self.best_model_path = best[-1]
+
+    def _remove_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+        if any(isinstance(c, LastCheckpoint) for c in trainer.callbacks) and trainer.state.fn == 'fit':
+            self._replaced.append(filepath)  # removed once last.ckpt stops naming it
+        else:
+            super()._remove_checkpoint(trainer, filepath)
+
+    def remove_replaced(self, trainer: Trainer) -> None:
+        """Remove the best checkpoints that newer bests replaced (called once ``last.ckpt`` is written)."""
+        for path in self._replaced:
+            if path not in self.best_k_models and Path(path).exists():
+                super()._remove_checkpoint(trainer, path)
+        self._replaced = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), 'ties': self.ties, 'replaced': list(self._replaced)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self._replaced = list(state_dict.get('replaced', []))
+        self._resumed = True
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        if self._resumed and trainer.ckpt_path:
+            self._remove_after_resume(trainer, Path(trainer.ckpt_path))
+
+    def _remove_after_resume(self, trainer: Trainer, resumed_from: Path) -> None:
+        """Remove the best checkpoints of the interrupted epoch (written after ``resumed_from``), and those that
+        ``resumed_from`` says were already replaced."""
+        stale = [p for p in self._replaced if Path(p).exists()]
+        self._replaced = []
+        if self.dirpath and Path(self.dirpath).is_dir():
+            prefix = (self.filename or '').split('{')[0]
+            tracked = {str(Path(p).resolve()) for p in self.best_k_models} | {str(resumed_from.resolve())}
+            for path in sorted(Path(self.dirpath).glob(f'{prefix}*{self.FILE_EXTENSION}')):
+                if str(path.resolve()) in tracked or path.name.startswith(f'{self.CHECKPOINT_NAME_LAST}.'):
+                    continue
+                try:
+                    step = torch.load(path, map_location='cpu', weights_only=True, mmap=True).get('global_step', -1)
+                    newer = step > trainer.global_step
+                except Exception:  # a file cut short by the kill
+                    newer = path.stat().st_mtime > resumed_from.stat().st_mtime
+                if newer:
+                    stale.append(str(path))
+        if trainer.is_global_zero:
+            for path in stale:
+                rank_zero_info(f'{path}: left by the run interrupted after {resumed_from.name}, removed')
+                Path(path).unlink(missing_ok=True)
+        trainer.strategy.barrier('best_checkpoint_resume')
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        self.remove_replaced(trainer)
 
 
 class DemoBanner(Callback):

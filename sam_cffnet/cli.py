@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
-from .callbacks import LastCheckpoint, PredictionWriter, existing_predictions
+from .callbacks import BestCheckpoint, LastCheckpoint, PredictionWriter, existing_predictions
 from .checkpoint import WEIGHT_FILE_ARGS
 from .errors import ConfigError, MissingFileError, OutputExistsError, SAMCFFNetError
 from .recipes import resolve_config, shipped_config_dir, shipped_configs
@@ -141,7 +140,7 @@ class SAMCFFNetCLI(LightningCLI):
     """LightningCLI with the package's defaults.
 
     * ``data.num_channels`` is linked to the model's ``in_channels``;
-    * a ``ModelCheckpoint`` (``--checkpoint.*``) keeps the best epoch by validation landslide IoU, and a
+    * a ``BestCheckpoint`` (``--checkpoint.*``) keeps the best epoch by validation landslide IoU, and a
       :class:`~sam_cffnet.callbacks.LastCheckpoint` writes ``last.ckpt`` at the end of every epoch;
     * a :class:`~sam_cffnet.callbacks.PredictionWriter` (``--prediction_writer.*``) writes what ``predict``
       predicts as PNGs;
@@ -174,7 +173,7 @@ class SAMCFFNetCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.link_arguments('data.num_channels', f'{MODEL_ARGS_KEY}.in_channels', apply_on='instantiate')
-        parser.add_lightning_class_args(ModelCheckpoint, 'checkpoint')
+        parser.add_lightning_class_args(BestCheckpoint, 'checkpoint')
         parser.add_lightning_class_args(LastCheckpoint, 'last_checkpoint')
         parser.add_lightning_class_args(PredictionWriter, 'prediction_writer')
         parser.set_defaults(

@@ -204,10 +204,99 @@ def test_embedding_branch_reproduces_the_authors_token_reshape(tmp_path: Path) -
     atl.handcrafted_proj = handcrafted
 
 
-def test_space_adapter_is_frozen_at_pytorch_defaults_in_the_reference_recipe(
+class AuthorsLayerNorm2d(torch.nn.Module):
+    """TransLandSeg ``models/mmseg/models/sam/common.py:31-43``."""
+
+    def __init__(self, num_channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(num_channels))
+        self.bias = torch.nn.Parameter(torch.zeros(num_channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = x.mean(1, keepdim=True)
+        s = (x - u).pow(2).mean(1, keepdim=True)
+        x = (x - u) / torch.sqrt(s + self.eps)
+        return self.weight[:, None, None] * x + self.bias[:, None, None]
+
+
+class AuthorsAdapter(torch.nn.Module):
+    """TransLandSeg ``models/mmseg/models/sam/image_encoder2.py:647-681`` (``Adapter``, the "Space_Adapter")."""
+
+    def __init__(self, D_features: int, mlp_ratio: float = 0.25, skip_connect: bool = True) -> None:
+        super().__init__()
+        self.skip_connect = skip_connect
+        D_hidden_features = int(D_features * mlp_ratio)
+        self.act = torch.nn.GELU()
+        self.D_fc1 = torch.nn.Linear(D_features, D_hidden_features)
+        self.D_fc2 = torch.nn.Linear(D_hidden_features, D_features)
+        self.D_Con = torch.nn.Conv2d(D_features, D_features, 1, 1)
+        self.D_LN = AuthorsLayerNorm2d(D_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xs = self.D_fc1(x)
+        xs = self.act(xs)
+        xs = self.D_fc2(xs)
+        xs = xs.permute(0, 3, 1, 2)
+        for _ in range(3):  # the same D_Con and D_LN three times
+            xs = self.D_Con(xs)
+            xs = self.D_LN(xs)
+            xs = self.act(xs)
+        xs = xs.permute(0, 2, 3, 1)
+        return x + xs if self.skip_connect else xs
+
+
+def authors_block_forward(blk: Any, adapter: AuthorsAdapter, x: torch.Tensor) -> torch.Tensor:
+    """TransLandSeg ``image_encoder2.py:416-433`` (``Block.forward``): the adapter on the attention output, inside
+    the window partition, before the attention residual."""
+    from segment_anything.modeling.image_encoder import window_partition, window_unpartition
+
+    shortcut = x
+    x = blk.norm1(x)
+    if blk.window_size > 0:
+        H, W = x.shape[1], x.shape[2]
+        x, pad_hw = window_partition(x, blk.window_size)
+    x = blk.attn(x)
+    x = adapter(x)
+    if blk.window_size > 0:
+        x = window_unpartition(x, blk.window_size, pad_hw, (H, W))
+    x = shortcut + x
+    return x + blk.mlp(blk.norm2(x))
+
+
+def as_authors_adapter(ours: torch.nn.ModuleDict) -> AuthorsAdapter:
+    """The authors' ``Adapter`` holding the weights of one of our space adapters."""
+    theirs = AuthorsAdapter(ours['fc1'].in_features)
+    names = {'fc1': 'D_fc1', 'fc2': 'D_fc2', 'conv': 'D_Con', 'norm': 'D_LN'}
+    theirs.load_state_dict({f'{names[k.split(".")[0]]}.{k.split(".")[1]}': v for k, v in ours.state_dict().items()})
+    return theirs
+
+
+def test_space_adapter_initialises_as_the_authors_adapter() -> None:
+    """image_encoder2.py:647-657 has no init of its own: PyTorch's defaults, drawn in the order fc1, fc2, conv, LN."""
+    from sam_cffnet.models.adapters.atl import SpaceATL
+
+    dim = 64
+    torch.manual_seed(7)
+    theirs = AuthorsAdapter(dim)
+    torch.manual_seed(7)
+    atl = SpaceATL(dim, depth=1, init='default')
+    for (name, p), q in zip(theirs.named_parameters(), as_authors_adapter(atl.adapters[0]).parameters(), strict=True):
+        assert torch.equal(p, q), name
+    x = torch.randn(2, 5, 7, dim)  # B x h x w x C tokens
+    with torch.no_grad():
+        torch.testing.assert_close(atl.adapt(0, x), theirs(x), atol=1e-5, rtol=0)
+    torch.manual_seed(7)
+    default = SpaceATL(dim, depth=1).adapters[0]  # our default recipe's trunc-normal init differs
+    assert not torch.equal(default['fc1'].weight, theirs.D_fc1.weight)
+
+
+def test_space_adapter_is_the_authors_adapter_frozen_at_pytorch_defaults_in_the_reference_recipe(
     fake_roots: dict[str, Path], tmp_path: Path
 ) -> None:
-    """TransLandSeg image_encoder2.py:647-657 (no init of its own) and train.py:116-118 (frozen with the encoder)."""
+    """TransLandSeg image_encoder2.py:369-433, 647-681 (the adapter in each block, no init of its own) and
+    train.py:116-118 (frozen with the encoder): after a fit through the CLI every block with its adapter computes what
+    the authors' ``Block`` with their ``Adapter`` computes."""
     args = ['--config', 'reference/translandseg_bijie.yaml', '--data.init_args.root', str(fake_roots['bijie']),
             *model_flags({**TINY, 'atl': 'space'}), '--data.init_args.tile_size', '64',
             '--data.init_args.num_workers', '0', '--trainer.accelerator', 'cpu', '--trainer.logger', 'false',
@@ -222,6 +311,19 @@ def test_space_adapter_is_frozen_at_pytorch_defaults_in_the_reference_recipe(
         assert torch.equal(p, q), name
     fc1 = atl.adapters[0]['fc1'].weight  # PyTorch's default Linear init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
     assert fc1.abs().max() <= 1 / fc1.shape[1] ** 0.5 and fc1.std() > 0.3 / fc1.shape[1] ** 0.5
+
+    from sam_cffnet.models.encoders.sam import _run_block
+
+    blocks = cli.model.model.encoder.vit.blocks
+    assert len(blocks) == atl.depth
+    x = torch.randn(2, 5, 7, atl.embed_dim)  # 5 x 7 tokens: window padding and a non-square grid
+    with torch.no_grad():
+        for i, blk in enumerate(blocks):
+            ours = _run_block(blk, x, i, atl, None)
+            theirs = authors_block_forward(blk, as_authors_adapter(atl.adapters[i]), x)
+            torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+            without = blk(x)  # the block without an adapter: the comparison can fail
+            assert (without - theirs).abs().max() > 1e-2
 
 
 # ---------------------------------------------------------------------------------------------- Bijie split
@@ -274,19 +376,37 @@ def test_bijie_split_matches_the_authors_70_30_seed_42(config: str, tmp_path: Pa
 
 
 # ---------------------------------------------------------------------------------------------- checkpoint choice
-def test_translandseg_reference_keeps_the_lowest_val_loss(fake_roots: dict[str, Path], tmp_path: Path) -> None:
-    """TransLandSeg train.py:201-212: the kept checkpoint is the epoch with the lowest validation loss."""
+def authors_kept_epoch(val_losses: list[float]) -> int:
+    """TransLandSeg train.py:201-212 (``early_stopping``): a checkpoint is written whenever ``valid_loss <=
+    valid_loss_min[-1]``, which then becomes the new minimum; the last one written is the model kept."""
+    valid_loss_min, kept = [np.inf], -1
+    for epoch, valid_loss in enumerate(val_losses):
+        if valid_loss <= valid_loss_min[-1]:
+            kept = epoch
+            valid_loss_min[-1] = valid_loss
+    return kept
+
+
+@pytest.mark.parametrize('lr', [0.01, 0.0])  # lr 0 (and eta_min 0): the weights never change, every epoch ties
+def test_translandseg_reference_keeps_the_checkpoint_the_authors_keep(
+    lr: float, fake_roots: dict[str, Path], tmp_path: Path
+) -> None:
+    """The epoch with the lowest validation loss, the LATER one on an exact tie (their ``<=``; Lightning's
+    ``ModelCheckpoint`` alone keeps the earlier one)."""
     logger = [{'class_path': 'lightning.pytorch.loggers.CSVLogger', 'init_args': {'save_dir': str(tmp_path)}}]
     cli = main(['fit', '--config', 'reference/translandseg_bijie.yaml', '--data.init_args.root',
                 str(fake_roots['bijie']), *model_flags(TINY), '--data.init_args.tile_size', '64',
                 '--data.init_args.num_workers', '0', '--trainer.accelerator', 'cpu', '--trainer.max_epochs', '3',
                 '--trainer.enable_progress_bar', 'false', '--trainer.logger', json.dumps(logger),
-                '--model.lr', '0.01'])  # fmt: skip
+                '--model.lr', str(lr), '--model.eta_min', str(min(lr, 1e-7))])  # fmt: skip
     rows = list(csv.DictReader(open(Path(cli.trainer.log_dir) / 'metrics.csv')))
     losses = {int(r['epoch']): float(r['val_loss']) for r in rows if r.get('val_loss')}
     assert sorted(losses) == [0, 1, 2]
+    if lr == 0:
+        assert len(set(losses.values())) == 1, losses  # an exact tie: the rule decides
+    epoch = authors_kept_epoch([losses[e] for e in sorted(losses)])
+    assert epoch == 2 or lr > 0
     best = Path(cli.trainer.checkpoint_callback.best_model_path)
-    epoch = min(losses, key=lambda e: (losses[e], e))
     assert best.name == f'best-epoch{epoch:03d}-loss{losses[epoch]:.4f}.ckpt'
     assert [p.name for p in best.parent.glob('best-*.ckpt')] == [best.name]
 
