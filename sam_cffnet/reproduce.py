@@ -321,8 +321,9 @@ def _checkpoint_info(checkpoints: Path) -> tuple[Path, dict[str, Any]]:
     """The best checkpoint of a finished fit and facts about it.
 
     Each ``best-*.ckpt`` records the score it was saved for (``current_score`` of its ``ModelCheckpoint`` state);
-    the best of them is taken (the earliest epoch on a tie, as ``ModelCheckpoint``). Several files exist when a
-    resumed run did not get the best-model bookkeeping back; ``last.ckpt`` is used when there is none.
+    the best of them is taken (on a tie the earliest epoch, or the latest where the recipe says ``ties: later``).
+    Several files exist when a resumed run did not get the best-model bookkeeping back; ``last.ckpt`` is used when
+    there is none.
     """
     last = checkpoints / 'last.ckpt'
     state = load_checkpoint_file(last, expected='the last.ckpt of this run')
@@ -334,7 +335,8 @@ def _checkpoint_info(checkpoints: Path) -> tuple[Path, dict[str, Any]]:
         score = float(score) if score is not None else math.nan
         sign = -1.0 if "'mode': 'min'" in mc.get('key', '') else 1.0
         if not math.isnan(score):
-            scored.append((-sign * score, int(saved.get('epoch', 0)), path, saved))
+            later = -1 if mc.get('ties') == 'later' else 1
+            scored.append((-sign * score, later * int(saved.get('epoch', 0)), path, saved))
     if scored:
         _, _, best, best_state = min(scored, key=lambda item: item[:2])
     else:
@@ -555,6 +557,40 @@ def _csv_value(value: Any) -> Any:
     return round(value, 4) if isinstance(value, float) else value
 
 
+def authors_nan(values: dict[str, float]) -> list[str]:
+    """The macro metrics that the authors' code prints as NaN for a split with these (logged) metrics.
+
+    Their macro precision, recall and F1 are ``(x_0 + x_1) / 2`` (SAM-CFFNet ``utils/tools.py:31-44``; TransLandSeg
+    prints the per-class lists, ``Evaluator.py``), so one undefined class value (0 / 0) makes the mean NaN, where
+    ours is the mean over the classes where it is defined. A class value is 0 / 0 when the class is never predicted
+    (precision), never present (recall), or has no true positive at all (F1 = 2PR / (P + R) with P = R = 0). Which
+    of these happened is read from the metrics a validate/test logs (``landslide_precision``, ``landslide_recall``,
+    ``landslide_f1``, ``background_iou``: a background IoU of 0 means no true negative).
+
+    Args:
+        values: metric name (without the stage prefix) to value, NaN where undefined.
+
+    Returns:
+        The names among ``macro_precision``, ``macro_recall``, ``macro_f1`` that their code prints as NaN.
+    """
+
+    def nan(name: str) -> bool:
+        return name in values and math.isnan(values[name])
+
+    def equal(name: str, x: float) -> bool:
+        return name in values and values[name] == x
+
+    no_true_negative = equal('background_iou', 0.0) or nan('background_iou')
+    background_never_predicted = no_true_negative and (equal('landslide_recall', 1.0) or nan('landslide_recall'))
+    background_never_present = no_true_negative and (equal('landslide_precision', 1.0) or nan('landslide_precision'))
+    undefined = {
+        'macro_precision': background_never_predicted or nan('landslide_precision'),
+        'macro_recall': background_never_present or nan('landslide_recall'),
+        'macro_f1': no_true_negative or nan('landslide_f1'),
+    }
+    return [name for name, is_nan in undefined.items() if is_nan]
+
+
 def _rows(out: Path) -> list[dict[str, Any]]:
     """One row per finished run and evaluated split, metrics in percent, paper numbers on the selection split."""
     rows = []
@@ -578,6 +614,7 @@ def _rows(out: Path) -> list[dict[str, Any]]:
                 row[column] = None if value is None else 100.0 * value
                 if name in ('landslide_iou', 'miou', 'macro_f1', 'macro_precision', 'macro_recall'):
                     row[f'paper_{column}'] = paper.get(name)
+            row['authors_nan'] = ' '.join(authors_nan(values))
             ours, theirs = row['landslide_iou_pct'], row['paper_landslide_iou_pct']
             row['delta_landslide_iou_pct'] = None if ours is None or theirs is None else ours - theirs
             rows.append(row)
@@ -595,7 +632,7 @@ def write_table(out: Path, command: Sequence[str] | None = None) -> tuple[Path, 
                'paper_landslide_iou_pct', 'delta_landslide_iou_pct', 'miou_pct', 'paper_miou_pct', 'macro_f1_pct',
                'paper_macro_f1_pct', 'landslide_f1_pct', 'macro_precision_pct', 'paper_macro_precision_pct',
                'macro_recall_pct', 'paper_macro_recall_pct', 'overall_accuracy_pct', 'split_note', 'recipe',
-               'checkpoint', 'dry_run']  # fmt: skip
+               'checkpoint', 'dry_run', 'authors_nan']  # fmt: skip
     table_csv = out / 'reproduce.csv'
     tmp = table_csv.with_name('.reproduce.csv.partial')
     with tmp.open('w', newline='') as f:
@@ -618,12 +655,16 @@ def write_table(out: Path, command: Sequence[str] | None = None) -> tuple[Path, 
     ]
     for r in rows:
         delta = r['delta_landslide_iou_pct']
+
+        def macro(name: str, r: dict[str, Any] = r) -> str:  # † where the authors' code prints NaN
+            return _pct(r[f'{name}_pct']) + (' †' if name in r['authors_nan'].split() else '')
+
         lines.append(
             f'| {r["run"]} | {r["split"]} | {r["epochs"]} | {r["best_epoch"]} | {_pct(r["landslide_iou_pct"])} | '
             f'{_pct(r["paper_landslide_iou_pct"])} | {"–" if delta is None else f"{delta:+.2f}"} | '
-            f'{_pct(r["miou_pct"])} | {_pct(r["paper_miou_pct"])} | {_pct(r["macro_f1_pct"])} | '
-            f'{_pct(r["paper_macro_f1_pct"])} | {_pct(r["landslide_f1_pct"])} | {_pct(r["macro_precision_pct"])} | '
-            f'{_pct(r["paper_macro_precision_pct"])} | {_pct(r["macro_recall_pct"])} | '
+            f'{_pct(r["miou_pct"])} | {_pct(r["paper_miou_pct"])} | {macro("macro_f1")} | '
+            f'{_pct(r["paper_macro_f1_pct"])} | {_pct(r["landslide_f1_pct"])} | {macro("macro_precision")} | '
+            f'{_pct(r["paper_macro_precision_pct"])} | {macro("macro_recall")} | '
             f'{_pct(r["paper_macro_recall_pct"])} |'
         )
     if not rows:
@@ -635,6 +676,10 @@ def write_table(out: Path, command: Sequence[str] | None = None) -> tuple[Path, 
         'mean over the two classes (the paper\'s "F1", "Precision", "Recall"); **landslide F1**: the landslide class '
         "only (the Landslide4Sense competition's F1). SAM-CFFNet recipes predict `logit > 0.5` as the authors' "
         'code, TransLandSeg recipes `probability > 0.5` as theirs.',
+        '',
+        "**†**: the authors' code prints NaN here (column `authors_nan` of the CSV): a class never predicted, never "
+        'present, or without a single true positive makes its precision, recall or F1 0 / 0, and their macro mean '
+        '`(x_0 + x_1) / 2` is then NaN; ours is the mean over the classes where it is defined.',
         '',
         '**split**: "val (selection)" is the split the best epoch was chosen on, which is what the authors reported '
         '(their code has no test split); "test" is a held-out split, where the recipe has one. Epochs are counted '
