@@ -119,13 +119,54 @@ def read_landslide_polygons(
         frame = frame[~lost]
         geoms = geoms[~lost]
     frame = gpd.GeoDataFrame({'feature': frame['feature'].values}, geometry=list(geoms), crs=frame.crs)
+    _check_coordinates(frame, where, crs, declared=labels_crs is not None)
     if CRS.from_user_input(frame.crs) != crs:
         info(f'labels: reprojected {len(frame)} polygons of {path} from {frame.crs.to_string()} to {_crs_name(crs)}')
+        source = _crs_name(CRS.from_user_input(frame.crs))
         frame = frame.to_crs(crs)
+        if not np.isfinite(frame.total_bounds).all():
+            raise DataError(
+                f'{where}: the polygons cannot be reprojected from {source} to the imagery CRS {_crs_name(crs)} '
+                f'(coordinates outside the area of {source}); set data.init_args.labels_crs to the CRS they are in'
+            )
         fixed = ~frame.geometry.is_valid
         if fixed.any():
             frame.loc[fixed, 'geometry'] = [_polygonal_part(shapely.make_valid(g)) for g in frame.geometry[fixed]]
     return frame
+
+
+def _check_coordinates(frame: gpd.GeoDataFrame, where: str, crs: CRS, declared: bool) -> None:
+    """Refuse coordinates that cannot be degrees of the file's geographic CRS: lat/lon swapped, or projected.
+
+    Args:
+        frame: the polygons in the file's CRS.
+        where: the setting and file, for the message.
+        crs: the imagery's CRS (named in the message).
+        declared: the file's CRS comes from ``labels_crs``.
+
+    Raises:
+        DataError: x beyond +-180 or y beyond +-90 in a geographic CRS.
+    """
+    source = CRS.from_user_input(frame.crs)
+    if not source.is_geographic:
+        return
+    xmin, ymin, xmax, ymax = (float(v) for v in frame.total_bounds)
+    if -180 <= xmin and xmax <= 180 and -90 <= ymin and ymax <= 90:
+        return
+    span = f'x {xmin:.6g}..{xmax:.6g}, y {ymin:.6g}..{ymax:.6g}'
+    name = _crs_name(source)
+    if -90 <= xmin and xmax <= 90 and -180 <= ymin and ymax <= 180:
+        raise DataError(
+            f'{where}: the coordinates look like latitude/longitude swapped ({span} in {name}: y beyond +-90 is no '
+            f'latitude); write the polygons with longitude as x and latitude as y'
+        )
+    said = f'data.init_args.labels_crs says {name}' if declared else (
+        f'the file has no CRS and is read as {name} (the GeoJSON default), or declares it'
+    )  # fmt: skip
+    raise DataError(
+        f'{where}: the coordinates ({span}) are not degrees, but {said}; they look projected: set '
+        f'data.init_args.labels_crs to the CRS they are in (the imagery is in {_crs_name(crs)})'
+    )
 
 
 def _crs_name(crs: CRS) -> str:
