@@ -14,6 +14,7 @@ they forward the shared arguments with ``**kwargs`` (the CLI still lists and che
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -271,6 +272,22 @@ class LandslideDataModule(NonGeoDataModule):
     def band_indices(self) -> list[int]:
         """0-based indices of :attr:`bands` in the dataset's band list."""
         return list(range(len(self.bands)))
+
+    def preprocessing_config(self) -> dict[str, Any]:
+        """Deprecated since 0.2.0, removed in 0.3.0: use :attr:`preprocessing` (``.preprocessing.to_dict()`` is this
+        dict).
+
+        Returns:
+            The input pipeline as a plain-JSON dict (``bands``, ``scale``, ``clip``, ``mean``, ``std``, ...).
+        """
+        warnings.warn(
+            f'{type(self).__name__}.preprocessing_config() is deprecated since sam_cffnet 0.2.0 and will be removed in '
+            f'0.3.0: use the `preprocessing` property (a sam_cffnet.preprocessing.Preprocessing; '
+            f'`.preprocessing.to_dict()` gives this dict)',
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.preprocessing.to_dict()
 
     @property
     def preprocessing(self) -> Preprocessing:
