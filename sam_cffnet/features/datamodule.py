@@ -15,14 +15,20 @@ YAML (``python -m sam_cffnet fit --config ...``)::
           class_path: sam_cffnet.datamodules.BijieDataModule
           init_args: {root: data/bijie, batch_size: 8}
 
-At ``setup`` the cache of each split is looked up by its key, computed from the model being trained (encoder
-weights fingerprint, input size, normalization, bands, taps, autocast) and the datamodule's configuration; a
-missing cache is extracted with the model's own encoder (``build: true``, on the trainer's device) or refused with
-the list of differing settings (``build: false``). No augmentation: see :mod:`sam_cffnet.features.cache`.
+At ``setup`` the cache of each split is looked up by its key, computed from the encoder (encoder weights
+fingerprint, input size, normalization, bands, taps, autocast) and the datamodule's configuration; a missing cache is
+extracted with that encoder (``build: true``, on the trainer's device) or refused with the list of differing settings
+(``build: false``). No augmentation: see :mod:`sam_cffnet.features.cache`.
+
+The couplings are explicit: the encoder is the ``encoder`` argument or, in a Trainer, the one the trained
+LightningModule declares as its ``frozen_encoder`` (:attr:`sam_cffnet.tasks.SegmentationTask.frozen_encoder`);
+the wrapped datamodule is never modified: the cached datasets are served by a copy of it
+(:attr:`CachedFeatureDataModule.serving`), so its own loaders, samplers and seeds are used unchanged.
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Any, Literal
 
@@ -102,7 +108,8 @@ class CachedFeatureDataModule(LightningDataModule):
         extract_device: ``'auto'`` (the trainer's device, else CPU) or a device name.
         integrity: ``'size'`` (header and file sizes) or ``'full'`` (also checksums) when opening a cache.
         check_tiles: compare every served tile with the hash stored at extraction.
-        encoder: the encoder to key (and build) the caches with; default: ``trainer.lightning_module.model.encoder``.
+        encoder: the encoder to key (and build) the caches with; default: the ``frozen_encoder`` of the
+            Trainer's LightningModule (:attr:`sam_cffnet.tasks.SegmentationTask.frozen_encoder`).
     """
 
     def __init__(
@@ -133,6 +140,8 @@ class CachedFeatureDataModule(LightningDataModule):
         self.check_tiles = check_tiles
         self.encoder = encoder
         self.caches: dict[str, FeatureCache] = {}
+        #: a copy of ``datamodule`` whose split datasets are the cached ones (its loaders serve the batches)
+        self.serving: LightningDataModule = copy.copy(datamodule)
         self._rebuilt: set[str] = set()
 
     # ------------------------------------------------------------------ what the task and CLI read
@@ -172,11 +181,12 @@ class CachedFeatureDataModule(LightningDataModule):
         self.datamodule.prepare_data()
 
     def _encoder(self) -> nn.Module:
+        """The ``encoder`` argument, else the ``frozen_encoder`` the Trainer's LightningModule declares."""
         if self.encoder is not None:
             return self.encoder
         module = getattr(self.trainer, 'lightning_module', None) if self.trainer is not None else None
-        encoder = getattr(getattr(module, 'model', None), 'encoder', None)
-        if encoder is None or not hasattr(encoder, 'fingerprint'):
+        encoder = getattr(module, 'frozen_encoder', None)
+        if encoder is None:
             raise ConfigError(
                 'CachedFeatureDataModule needs the frozen SAM encoder the head is trained on: use it with a '
                 'SAM-based model in a Trainer, or pass encoder='
@@ -210,21 +220,24 @@ class CachedFeatureDataModule(LightningDataModule):
                               device=self._device(), overwrite=True, dataset=dataset)  # fmt: skip
                 self._rebuilt.add(split)
             self.caches[split] = FeatureCache(path, self.integrity)
-            wrapped = CachedTiles(dataset, self.caches[split], self.check_tiles)
-            setattr(self.datamodule, f'{split}_dataset', wrapped)
+            setattr(self.serving, f'{split}_dataset', CachedTiles(dataset, self.caches[split], self.check_tiles))
 
     # ------------------------------------------------------------------ loaders and batches
     def train_dataloader(self) -> DataLoader[dict[str, Tensor]]:
-        return self.datamodule.train_dataloader()
+        """The wrapped datamodule's training loader over the cached tiles."""
+        return self.serving.train_dataloader()
 
     def val_dataloader(self) -> DataLoader[dict[str, Tensor]]:
-        return self.datamodule.val_dataloader()
+        """The wrapped datamodule's validation loader over the cached tiles."""
+        return self.serving.val_dataloader()
 
     def test_dataloader(self) -> DataLoader[dict[str, Tensor]]:
-        return self.datamodule.test_dataloader()
+        """The wrapped datamodule's test loader over the cached tiles."""
+        return self.serving.test_dataloader()
 
     def predict_dataloader(self) -> DataLoader[dict[str, Tensor]]:
-        return self.datamodule.predict_dataloader()
+        """The wrapped datamodule's prediction loader over the cached tiles."""
+        return self.serving.predict_dataloader()
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         """The wrapped datamodule's normalization (features pass through untouched)."""

@@ -145,6 +145,14 @@ class SegmentationTask(LightningModule):
         """The model's class name (for logs)."""
         return type(self.model).__name__
 
+    @property
+    def frozen_encoder(self) -> nn.Module | None:
+        """The model's frozen SAM encoder (one with a weights ``fingerprint``), or ``None`` for models without one:
+        what a :class:`~sam_cffnet.features.CachedFeatureDataModule` in the same Trainer keys and builds its feature
+        caches with."""
+        encoder = getattr(self.model, 'encoder', None)
+        return encoder if hasattr(encoder, 'fingerprint') else None
+
     # ------------------------------------------------------------------ forward
     def forward(self, *inputs: Tensor) -> Tensor:
         """Logits B x 1 x H x W from the model's inputs (``model.input_keys``)."""

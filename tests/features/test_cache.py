@@ -12,6 +12,7 @@ import torch
 
 from sam_cffnet.datamodules import DemoBijieDataModule
 from sam_cffnet.datasets.demo import make_demo_bijie
+from sam_cffnet.errors import ConfigError
 from sam_cffnet.features import CachedFeatureDataModule, CacheError, FeatureCache, extract_folder, extract_split
 from sam_cffnet.features.cache import HEADER, encoder_cache_config
 from sam_cffnet.models import build_model
@@ -192,3 +193,33 @@ def test_extract_folder_and_cli(data_root: Path, tmp_path: Path, capsys: pytest.
     assert 'on disk' in text and 'wrote' in text
     (made,) = out.glob('val-*')
     assert FeatureCache(made).key['encoder']['attention'] == 'sdpa'
+
+
+def test_the_wrapped_datamodule_is_left_as_it_is(data_root: Path, tmp_path: Path) -> None:
+    """The cached datasets are served beside the wrapped datamodule, not written into it: after the wrapper's setup
+    the datamodule still serves its own tiles (no ``features``), with the same tiles in the same order."""
+    task = _task()
+    inner = _datamodule(data_root)
+    cached = CachedFeatureDataModule(inner, str(tmp_path), encoder=task.frozen_encoder)
+    cached.setup('fit')
+    inner.setup('fit')
+    plain = next(iter(inner.train_dataloader()))
+    served = next(iter(cached.train_dataloader()))
+    assert 'features' not in plain and 'features' in served
+    assert torch.equal(plain['image'], served['image'])
+    assert not any(type(getattr(inner, f'{s}_dataset', None)).__name__ == 'CachedTiles' for s in ('train', 'val'))
+
+
+def test_the_encoder_is_the_one_the_task_declares(data_root: Path, tmp_path: Path) -> None:
+    """In a Trainer the caches are keyed with the task's ``frozen_encoder``; a model without one is refused."""
+    task = _task()
+    assert task.frozen_encoder is task.model.encoder
+    baseline = SegmentationTask(build_model('attention_unet', base_channels=8))
+    assert baseline.frozen_encoder is None
+    from lightning.pytorch import Trainer
+
+    trainer = Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1, num_sanity_val_steps=0, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                      default_root_dir=tmp_path)  # fmt: skip
+    with pytest.raises(ConfigError, match='needs the frozen SAM encoder'):
+        trainer.fit(baseline, datamodule=CachedFeatureDataModule(_datamodule(data_root), str(tmp_path / 'c')))
