@@ -44,27 +44,21 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ..datasets.inventory import BalancedTileSampler, InventoryTiles, LandslideInventory, window_sums
-from ..errors import ConfigError, DataError
+from ..datasets.inventory.plotting import plot_splits
+from ..datasets.inventory.samplers import grid_tiles, tiles_cover
+from ..datasets.inventory.splits import SPLITS, block_split, leave_gap, region_split, split_areas
+from ..datasets.inventory.tiles import band_statistics
+from ..errors import ConfigError
 from ..preprocessing import Preprocessing
-from .base import STAGE_SPLITS, LandslideDataModule, split_indices
+from .base import STAGE_SPLITS, LandslideDataModule
 
 __all__ = ['InventoryDataModule']
-
-SPLITS = ('train', 'val', 'test')
 
 
 def _default_stride(tile_size: int) -> int:
     """The largest divisor of ``tile_size`` not above ``tile_size // 4``."""
     target = max(1, tile_size // 4)
     return max(d for d in range(1, target + 1) if tile_size % d == 0)
-
-
-def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Square dilation of a boolean array by ``radius`` cells."""
-    if radius <= 0:
-        return mask.copy()
-    padded = np.pad(mask.astype(np.int64), radius)
-    return window_sums(padded, 2 * radius + 1) > 0
 
 
 class InventoryDataModule(LandslideDataModule):
@@ -272,144 +266,54 @@ class InventoryDataModule(LandslideDataModule):
         """Positions of :attr:`bands` among the imagery's bands."""
         return [self.inventory.band_names.index(b) for b in self.bands]
 
-    # ------------------------------------------------------------------ splits
-    def _split_by_blocks(self, valid: np.ndarray, landslide: np.ndarray) -> np.ndarray:
-        cell = self.inventory.cell
-        kb = self.block_size // cell
-        rows, cols = valid.shape
-        br, bc = math.ceil(rows / kb), math.ceil(cols / kb)
-
-        def per_block(a: np.ndarray) -> np.ndarray:
-            padded = np.zeros((br * kb, bc * kb), np.int64)
-            padded[:rows, :cols] = a
-            return padded.reshape(br, kb, bc, kb).sum((1, 3))
-
-        bvalid, bland = per_block(valid), per_block(landslide)
-        blocks = np.argwhere(bvalid > 0)
-        wanted = [s for s, r in enumerate(self.split_ratios) if r > 0]
-        if len(blocks) < len(wanted):
-            raise ConfigError(
-                f'data.init_args.block_size: only {len(blocks)} block(s) of {self.block_size} px hold data, fewer than '
-                f'the {len(wanted)} splits; use a smaller block_size (a multiple of tile_size {self.tile_size})'
-            )
-        has_land = bland[blocks[:, 0], blocks[:, 1]] > 0
-        parts = split_indices(len(blocks), self.split_ratios, self.seed, groups=has_land.tolist())
-        for s in wanted:  # every split with a positive share gets at least one block
-            if not parts[s]:
-                donor = max(range(3), key=lambda p: len(parts[p]))
-                parts[s].append(parts[donor].pop())
-        block_split = np.full((br, bc), -1, np.int8)
-        for s, idx in enumerate(parts):
-            block_split[blocks[idx, 0], blocks[idx, 1]] = s
-        self.split_info['blocks'] = {SPLITS[s]: len(p) for s, p in enumerate(parts)}
-        self.split_info['blocks_with_landslides'] = {SPLITS[s]: int(has_land[p].sum()) for s, p in enumerate(parts)}
-        return np.repeat(np.repeat(block_split, kb, 0), kb, 1)[:rows, :cols]
-
-    def _split_by_regions(self, valid: np.ndarray) -> np.ndarray:
-        import geopandas as gpd
-        import shapely
-
-        path = self.split_regions
-        assert path is not None
-        where = f'data.init_args.split_regions: {path}'
-        if not Path(path).is_file():
-            from ..errors import MissingFileError
-
-            raise MissingFileError(f'{where} does not exist')
-        try:
-            frame = gpd.read_file(path)
-        except Exception as err:
-            raise DataError(f'{where} cannot be read as a vector file ({err})') from err
-        if self.split_attribute not in frame.columns:
-            raise DataError(
-                f'{where} has no column {self.split_attribute!r} (columns: '
-                f'{[c for c in frame.columns if c != "geometry"]}); set data.init_args.split_attribute'
-            )
-        if frame.crs is None:
-            raise DataError(f'{where} has no CRS')
-        names = frame[self.split_attribute].astype(str).str.strip().str.lower()
-        unknown = sorted(set(names) - set(SPLITS))
-        if unknown:
-            self._warn(f'{where}: values {unknown} of {self.split_attribute!r} are not train/val/test; ignored')
-        grid = self.inventory.grid
-        assert grid is not None
-        frame = frame.to_crs(grid.crs)
-        regions = {s: shapely.make_valid(shapely.union_all(frame.geometry[(names == s).values].values)) for s in SPLITS}
-        for i, a in enumerate(SPLITS):
-            for b in SPLITS[i + 1 :]:
-                overlap = regions[a].intersection(regions[b]).area
-                if overlap > 0:
-                    raise DataError(
-                        f'{where}: the {a} and {b} regions overlap ({overlap:g} square CRS units); a pixel may belong '
-                        f'to one split only'
-                    )
-        split = np.full(valid.shape, -1, np.int8)
-        rr, cc = np.nonzero(valid > 0)
-        c = grid.cell
-        xmin = grid.left + cc * c * grid.res[0]
-        ymax = grid.top - rr * c * grid.res[1]
-        boxes = shapely.box(xmin, ymax - c * grid.res[1], xmin + c * grid.res[0], ymax)
-        for s, name in enumerate(SPLITS):
-            if regions[name].is_empty:
-                continue
-            shapely.prepare(regions[name])
-            inside = shapely.covered_by(boxes, regions[name])
-            split[rr[inside], cc[inside]] = s
-        return split
+    # ------------------------------------------------------------------ splits and tiles
+    def _split_cells(self) -> np.ndarray:
+        """The split of every cell of the grid (blocks or regions, then the gap)."""
+        inv = self.inventory
+        grid = inv.grid
+        assert grid is not None and inv.valid_cells is not None and inv.landslide_cells is not None
+        if self.split_mode == 'blocks':
+            split, info = block_split(inv.valid_cells, inv.landslide_cells, grid.cell, self.block_size,
+                                      self.split_ratios, self.seed, self.tile_size)  # fmt: skip
+            self.split_info.update(info)
+        else:
+            assert self.split_regions is not None
+            split = region_split(inv.valid_cells, grid, self.split_regions, self.split_attribute, self._warn)
+        return leave_gap(split, math.ceil(self.split_gap / grid.cell))
 
     def _build_splits(self) -> dict[str, Dataset[dict[str, Tensor]] | None]:
         inv = self.inventory.build()
         grid = inv.grid
         assert grid is not None and inv.valid_cells is not None and inv.landslide_cells is not None
-        valid, landslide = inv.valid_cells, inv.landslide_cells
-        split = (
-            self._split_by_blocks(valid, landslide) if self.split_mode == 'blocks' else self._split_by_regions(valid)
-        )
-        gap = math.ceil(self.split_gap / grid.cell)
-        if gap:
-            for s in (1, 2):
-                others = (split >= 0) & (split != s)
-                split[(split == s) & _dilate(others, gap)] = -1
-        self.split_cells = split
+        self.split_cells = split = self._split_cells()
         k = self.tile_size // grid.cell
         need = math.ceil(self.min_valid_fraction * self.tile_size**2 - 1e-9)
-        valid_t = window_sums(valid, k)
-        land_t = window_sums(landslide, k)
-        ok = valid_t >= need
-        rows_t, cols_t = np.indices(valid_t.shape) if valid_t.size else (np.zeros((0, 0), int),) * 2
-        aligned = (rows_t % k == 0) & (cols_t % k == 0)
-        datasets: dict[str, InventoryTiles] = {}
-        positions: dict[str, np.ndarray] = {}
+        land_t = window_sums(inv.landslide_cells, k)
         dataset = inv.dataset(self.bands, cache=True)
-        for s, name in enumerate(SPLITS):
-            inside = window_sums(split == s, k) == k * k if valid_t.size else np.zeros((0, 0), bool)
-            chosen = inside & ok if name == 'train' else inside & ok & aligned
-            cells = np.argwhere(chosen)
-            positions[name] = cells
-            datasets[name] = InventoryTiles(
-                dataset, grid, cells * grid.cell, self.tile_size, land_t[cells[:, 0], cells[:, 1]] > 0
-            )
-            if name == 'train':
-                self._train_positive = datasets[name].positive
-                self._train_length = self.samples_per_epoch or int((chosen & aligned).sum()) or len(cells)
-        self.tiles = datasets
-        self._log_splits(split, positions, datasets, k)
+        # training tiles start at every cell, val/test/predict tiles form the non-overlapping grid
+        positions = {name: grid_tiles(split == s, inv.valid_cells, k, 1 if name == 'train' else k, need)
+                     for s, name in enumerate(SPLITS)}  # fmt: skip
+        self.tiles = {
+            name: InventoryTiles(dataset, grid, cells * grid.cell, self.tile_size, land_t[cells[:, 0], cells[:, 1]] > 0)
+            for name, cells in positions.items()
+        }
+        train = positions['train']
+        self._train_positive = self.tiles['train'].positive
+        self._train_length = self.samples_per_epoch or int(_aligned(train, k).sum()) or len(train)
+        self._log_splits(positions, k)
         if self.normalization == 'dataset' and self.mean_override is None:
-            self._compute_statistics(positions['train'], aligned)
-        self._write_outputs(datasets)
-        return {'train': datasets['train'], 'val': datasets['val'], 'test': datasets['test'],
-                'predict': datasets['test']}  # fmt: skip
+            self._compute_statistics(train, k)
+        self._write_outputs(self.tiles)
+        tiles = self.tiles
+        return {'train': tiles['train'], 'val': tiles['val'], 'test': tiles['test'], 'predict': tiles['test']}
 
-    def _log_splits(
-        self, split: np.ndarray, positions: dict[str, np.ndarray], datasets: dict[str, InventoryTiles], k: int
-    ) -> None:
+    def _log_splits(self, positions: dict[str, np.ndarray], k: int) -> None:
         inv = self.inventory
-        grid = inv.grid
-        assert grid is not None and inv.valid_cells is not None and inv.landslide_cells is not None
-        px = grid.pixel_area_km2()[:, None]
-        valid_km2 = inv.valid_cells * px
-        land_km2 = inv.landslide_cells * px
-        total = float(valid_km2.sum())
+        grid, split = inv.grid, self.split_cells
+        assert grid is not None and split is not None and inv.valid_cells is not None
+        assert inv.landslide_cells is not None
+        pixel_km2 = grid.pixel_area_km2()
+        areas, unused, total = split_areas(split, pixel_km2, inv.valid_cells, inv.landslide_cells)
         how = (
             f'blocks of {self.block_size} px ({self.block_size * grid.res[0]:g} {_unit(grid)}), ratios '
             f'{"/".join(f"{r:g}" for r in self.split_ratios)}, seed {self.seed}'
@@ -417,22 +321,14 @@ class InventoryDataModule(LandslideDataModule):
             else f'regions of {self.split_regions} ({self.split_attribute!r})'
         )
         lines = [f'inventory split by {how}; gap {self.split_gap} px; {total:.4f} km² with data:']
-        areas: dict[str, Any] = {}
-        for s, name in enumerate(SPLITS):
-            here = split == s
-            cover = np.zeros(split.shape, bool)
-            if len(positions[name]):
-                starts = np.zeros(split.shape, np.int64)
-                starts[positions[name][:, 0], positions[name][:, 1]] = 1
-                padded = np.pad(starts, ((k - 1, 0), (k - 1, 0)))
-                cover = window_sums(padded, k) > 0
-            tiles = datasets[name]
-            areas[name] = {
-                'area_km2': float(valid_km2[here].sum()), 'landslide_km2': float(land_km2[here].sum()),
-                'tiled_area_km2': float(valid_km2[cover].sum()), 'tiles': len(tiles),
-                'tiles_with_landslides': int(tiles.positive.sum()),
-            }  # fmt: skip
+        for name in SPLITS:
+            tiles = self.tiles[name]
+            cover = tiles_cover(positions[name], split.shape, k)
             a = areas[name]
+            a.update({
+                'tiled_area_km2': float((inv.valid_cells * pixel_km2[:, None])[cover].sum()), 'tiles': len(tiles),
+                'tiles_with_landslides': int(tiles.positive.sum()),
+            })  # fmt: skip
             share = 100 * a['area_km2'] / total if total else 0.0
             what = 'training positions' if name == 'train' else 'tiles'
             lines.append(
@@ -440,7 +336,6 @@ class InventoryDataModule(LandslideDataModule):
                 f'{a["tiled_area_km2"]:.4f} km² in tiles: {a["tiles"]} {what} ({a["tiles_with_landslides"]} with '
                 f'landslides)'
             )
-        unused = float(valid_km2[split < 0].sum())
         lines.append(f'  left out (gap, blocks without data, cut cells): {unused:.4f} km²')
         if len(positions['train']):
             sampler = self._train_sampler()
@@ -449,7 +344,7 @@ class InventoryDataModule(LandslideDataModule):
                 f'  training epoch: {sampler.length} tiles = {n_pos} with landslides + {n_neg} landslide-free '
                 f'(negative_ratio {self.negative_ratio:g}), drawn per (seed, epoch)'
             )
-            if not datasets['train'].positive.any():
+            if not self.tiles['train'].positive.any():
                 self._warn('inventory: no training tile holds a landslide; training sees landslide-free tiles only')
         rank_zero_info('\n'.join(lines))
         self.split_info.update({'split': self.split_mode, 'areas': areas, 'unused_km2': unused, 'test_split': 'test',
@@ -460,10 +355,11 @@ class InventoryDataModule(LandslideDataModule):
         return BalancedTileSampler(self._train_positive, self._train_length, self.negative_ratio, self.seed,
                                    self.shuffle)  # fmt: skip
 
-    def _compute_statistics(self, train_cells: np.ndarray, aligned: np.ndarray) -> None:
+    def _compute_statistics(self, train_cells: np.ndarray, k: int) -> None:
+        """Band mean/std from up to ``stats_tiles`` training tiles (of the non-overlapping grid where there are)."""
         grid = self.inventory.grid
         assert grid is not None
-        pick = train_cells[aligned[train_cells[:, 0], train_cells[:, 1]]] if len(train_cells) else train_cells
+        pick = train_cells[_aligned(train_cells, k)]
         if not len(pick):
             pick = train_cells
         if not len(pick):
@@ -472,16 +368,7 @@ class InventoryDataModule(LandslideDataModule):
         pick = pick[np.sort(rng.permutation(len(pick))[: self.stats_tiles])]
         reader = InventoryTiles(self.inventory.dataset(self.bands, cache=False), grid, pick * grid.cell,
                                 self.tile_size, np.zeros(len(pick), bool))  # fmt: skip
-        total = np.zeros(len(self.bands))
-        total_sq = np.zeros(len(self.bands))
-        count = 0
-        for i in range(len(reader)):
-            image = reader[i]['image'].double().numpy().reshape(len(self.bands), -1)
-            total += image.sum(1)
-            total_sq += (image**2).sum(1)
-            count += image.shape[1]
-        mean = total / count
-        std = np.sqrt(np.maximum(total_sq / count - mean**2, 0))
+        mean, std, count = band_statistics(reader)
         flat = [b for b, s in zip(self.bands, std, strict=True) if s <= 0]
         if flat:
             self._warn(f'inventory: bands {flat} are constant over the training tiles; their std is set to 1')
@@ -524,47 +411,13 @@ class InventoryDataModule(LandslideDataModule):
         Returns:
             A matplotlib figure (after ``setup``).
         """
-        import matplotlib.pyplot as plt
-        from matplotlib.patches import Patch, Rectangle
-
         inv = self.inventory
         grid, split = inv.grid, self.split_cells
         if grid is None or split is None or inv.valid_cells is None or inv.landslide_cells is None:
             raise RuntimeError('plot_splits() needs setup() first')
-        colors = np.array([[0.27, 0.51, 0.71], [0.95, 0.61, 0.07], [0.3, 0.69, 0.29]])
-        rgb = np.ones((*split.shape, 3)) * 0.85
-        for s in range(3):
-            rgb[split == s] = colors[s]
-        rgb[(split < 0) & (inv.valid_cells > 0)] = 0.6
-        rgb[inv.valid_cells == 0] = 1.0
-        share = np.clip(2.0 * inv.landslide_cells / grid.cell**2, 0, 1)[..., None]  # landslide share of each cell
-        rgb = rgb * (1 - share) + np.array([0.6, 0.0, 0.0]) * share
-        xmin, ymin, xmax, ymax = grid.bounds(0, 0, grid.height, grid.width)
-        fig, ax = plt.subplots(figsize=(8, 8 * grid.height / max(grid.width, 1) + 0.8))
-        ax.imshow(rgb, extent=(xmin, xmax, ymin, ymax), interpolation='nearest')
-        for name in ('val', 'test'):
-            tiles = self.tiles.get(name)
-            if tiles is not None:
-                for i in range(len(tiles)):
-                    x0, y0, x1, y1 = tiles.bounds(i)
-                    ax.add_patch(
-                        Rectangle(
-                            (x0, y0), x1 - x0, y1 - y0, fill=False, lw=0.8, ec='k', ls='-' if name == 'val' else '--'
-                        )
-                    )
-        areas = self.split_info.get('areas', {})
-        labels = [f'{n}: {areas.get(n, {}).get("area_km2", 0):.3f} km²' for n in SPLITS]
-        handles = [Patch(color=colors[s], label=labels[s]) for s in range(3)]
-        handles += [Patch(color=(0.6, 0, 0), label='landslides'), Patch(color=(0.6,) * 3, label='left out'),
-                    Patch(color=(1.0,) * 3, ec='k', label='no data')]  # fmt: skip
-        ax.legend(handles=handles, loc='upper center', bbox_to_anchor=(0.5, -0.06), ncol=3, fontsize=8)
-        ax.set_title(
-            f'inventory splits ({self.split_mode}, seed {self.seed}); boxes: val (solid) and test (dashed) tiles',
-            fontsize=9,
-        )
-        ax.ticklabel_format(useOffset=False, style='plain')
-        ax.tick_params(labelsize=7)
-        return fig
+        title = f'inventory splits ({self.split_mode}, seed {self.seed}); boxes: val (solid) and test (dashed) tiles'
+        return plot_splits(grid, split, inv.valid_cells, inv.landslide_cells, self.tiles,
+                           self.split_info.get('areas', {}), title)  # fmt: skip
 
     # ------------------------------------------------------------------ setup and loaders
     def setup(self, stage: str) -> None:
@@ -610,3 +463,8 @@ def _unit(grid: Any) -> str:
     crs = grid.crs
     unit = crs.axis_info[0].unit_name if crs.axis_info else ''
     return {'metre': 'm', 'meter': 'm', 'degree': 'deg'}.get(unit, unit)
+
+
+def _aligned(cells: np.ndarray, k: int) -> np.ndarray:
+    """Which of the ``(N, 2)`` top-left cells start a tile of the non-overlapping grid of ``k`` cells."""
+    return (cells % k == 0).all(1) if len(cells) else np.zeros(0, bool)

@@ -8,7 +8,12 @@ One concept per module (the overview of the data flow is in :mod:`.inventory`):
   :class:`TargetRaster`) and the sample transform (:class:`SampleFinisher`);
 * ``grid.py``: the pixel grid (:class:`PixelGrid`) and :func:`window_sums`;
 * ``inventory.py``: :class:`LandslideInventory`: checks the inputs, builds the grid and the cached target rasters;
-* ``tiles.py``: the tiles of a split (:class:`InventoryTiles`) and :class:`BalancedTileSampler`;
+* ``splits.py``: spatial splits of the grid (:func:`block_split`, :func:`region_split`, :func:`leave_gap`) and
+  their areas;
+* ``samplers.py``: which tiles a split uses (:func:`grid_tiles`, on :func:`sam_cffnet.tiling.tile_starts`) and the
+  training draw (:class:`BalancedTileSampler`);
+* ``tiles.py``: the tiles of a split as a dataset (:class:`InventoryTiles`) and their band statistics;
+* ``plotting.py``: the map of the splits (:func:`plot_splits`);
 * ``_log.py``: the default log and warning functions.
 """
 
@@ -19,7 +24,9 @@ from .grid import PixelGrid, window_sums
 from .inventory import LandslideInventory
 from .labels import RASTER_SUFFIXES, read_landslide_polygons
 from .rasters import DemRaster, SampleFinisher, SceneRaster, TargetRaster
-from .tiles import BalancedTileSampler, InventoryTiles
+from .samplers import BalancedTileSampler, grid_tiles
+from .splits import block_split, leave_gap, region_split
+from .tiles import InventoryTiles
 
 __all__ = [
     'RASTER_SUFFIXES',
@@ -32,8 +39,12 @@ __all__ = [
     'SampleFinisher',
     'SceneRaster',
     'TargetRaster',
+    'block_split',
+    'grid_tiles',
     'inspect_raster',
+    'leave_gap',
     'read_landslide_polygons',
+    'region_split',
     'resolve_files',
     'valid_footprint',
     'window_sums',

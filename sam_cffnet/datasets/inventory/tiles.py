@@ -1,15 +1,14 @@
-"""Tiles and sampling: the tiles of a split as an indexed dataset, and the balanced training sampler."""
+"""The tiles of a split as an integer-indexed dataset over the inventory's torchgeo GeoDataset."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import shapely
 from torch import Tensor
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 from torchgeo.datasets import GeoDataset
 
 from .grid import PixelGrid
@@ -82,56 +81,23 @@ class InventoryTiles(Dataset[dict[str, Tensor]]):
         return fig
 
 
-class BalancedTileSampler(Sampler[int]):
-    """Training tiles drawn every epoch with a fixed share of landslide-free tiles.
-
-    Epoch ``e`` draws ``length`` tile indices: ``round(length * negative_ratio)`` among the landslide-free tiles and
-    the rest among tiles with landslides (each pool without replacement while it lasts), shuffled together. The draw
-    depends only on ``(seed, epoch)`` (Lightning calls :meth:`set_epoch`), so a resumed run sees the same tiles.
+def band_statistics(tiles: InventoryTiles) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-band mean and standard deviation of the raw values of every pixel of ``tiles``.
 
     Args:
-        positive: ``(N,)`` True for tiles holding landslide pixels.
-        length: tiles per epoch.
-        negative_ratio: share of landslide-free tiles in [0, 1] (all tiles come from the pool that exists when the
-            other is empty).
-        seed: seed of the draws.
-        shuffle: False draws epoch 0's tiles every epoch.
+        tiles: the tiles to read (each ``image`` ``(C, T, T)``).
+
+    Returns:
+        ``(mean (C,), std (C,), pixels per band)``; std 0 for a band that is constant.
     """
-
-    def __init__(self, positive: np.ndarray, length: int, negative_ratio: float, seed: int, shuffle: bool = True):
-        self.positive = np.asarray(positive, dtype=bool)
-        self.length = int(length)
-        self.negative_ratio = float(negative_ratio)
-        self.seed = int(seed)
-        self.shuffle = shuffle
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the draw of ``epoch``."""
-        self.epoch = int(epoch)
-
-    @staticmethod
-    def _draw(pool: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-        if n <= 0 or len(pool) == 0:
-            return np.zeros(0, dtype=np.int64)
-        reps = math.ceil(n / len(pool))
-        return np.concatenate([rng.permutation(pool) for _ in range(reps)])[:n]
-
-    def counts(self) -> tuple[int, int]:
-        """``(landslide tiles, landslide-free tiles)`` per epoch."""
-        pos, neg = int(self.positive.sum()), int((~self.positive).sum())
-        n_neg = round(self.length * self.negative_ratio) if pos else self.length
-        n_neg = n_neg if neg else 0
-        return self.length - n_neg, n_neg
-
-    def __iter__(self) -> Any:
-        rng = np.random.default_rng([self.seed, self.epoch if self.shuffle else 0])
-        n_pos, n_neg = self.counts()
-        chosen = np.concatenate([
-            self._draw(np.flatnonzero(self.positive), n_pos, rng),
-            self._draw(np.flatnonzero(~self.positive), n_neg, rng),
-        ])  # fmt: skip
-        return iter(rng.permutation(chosen).tolist())
-
-    def __len__(self) -> int:
-        return self.length
+    total: np.ndarray | float = 0.0
+    total_sq: np.ndarray | float = 0.0
+    count = 0
+    for i in range(len(tiles)):
+        image = tiles[i]['image'].double().numpy()
+        image = image.reshape(image.shape[0], -1)
+        total = total + image.sum(1)
+        total_sq = total_sq + (image**2).sum(1)
+        count += image.shape[1]
+    mean = np.asarray(total) / count
+    return mean, np.sqrt(np.maximum(np.asarray(total_sq) / count - mean**2, 0)), count
