@@ -99,7 +99,8 @@ def fit_args(root: Path, tmp_path: Path, *extra: str) -> list[str]:
 def test_feature_extraction_input_mistakes(tmp_path: Path) -> None:
     # a folder that does not exist, then a file in it that is not an image: both named on one line
     missing = tmp_path / 'no_such_folder'
-    args = ['extract-features', '--encoder', 'vit_tiny', '--input-size', '0', '--output', str(tmp_path / 'feats')]
+    args = ['extract-features', '--encoder.variant', 'vit_tiny', '--encoder.input_size', 'null',
+            '--output', str(tmp_path / 'feats')]  # fmt: skip
     assert_user_error(run_cli(*args, '--images', str(missing), cwd=tmp_path), str(missing), 'not a folder of images')
     folder = tmp_path / 'tiles'
     folder.mkdir()

@@ -1,20 +1,21 @@
 """Feature extraction: run the frozen SAM encoder once over a split (or an image folder) and write a feature cache.
 
-Command line (``python -m sam_cffnet extract-features --help``; the command itself is wired in :mod:`sam_cffnet.cli`,
-which builds the model and datamodule of a config with the training CLI's own parser)::
+Command line (``python -m sam_cffnet extract-features --help``): :func:`parse_args` parses it with jsonargparse;
+:mod:`sam_cffnet.cli` wires it, building the model and datamodule of a config with the training CLI's own parser
+(:func:`extract_config_splits`), or an encoder from the ``--encoder.*`` options, which are
+:class:`~sam_cffnet.models.encoders.sam.SAMEncoder`'s own arguments and defaults (:func:`extract_images`)::
 
     # the cache a training run with this config uses (train and val splits of its datamodule)
     python -m sam_cffnet extract-features --config bijie.yaml --split train val --output feats/
     # SAM embeddings of a folder of images, for other models
-    python -m sam_cffnet extract-features --images tiles/ --encoder vit_l --sam-checkpoint sam_vit_l_0b3195.pth \
-        --output feats/
+    python -m sam_cffnet extract-features --images tiles/ --encoder.variant vit_l \
+        --encoder.sam_checkpoint sam_vit_l_0b3195.pth --output feats/
 
 The disk size is printed before starting and the run is refused when the file system has less free space.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +29,8 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ..datamodules.base import STAGE_SPLITS
 from ..errors import ConfigError, DataError, MissingFileError, OutputExistsError
+from ..models.encoders.sam import SAMEncoder
+from ..preprocessing import Preprocessing
 from .cache import (
     HEADER,
     FeatureCacheWriter,
@@ -45,9 +48,12 @@ __all__ = [
     'SPLIT_NAMES',
     'ImageFolder',
     'build_parser',
+    'extract_config_splits',
     'extract_dataset',
     'extract_folder',
+    'extract_images',
     'extract_split',
+    'parse_args',
     'split_datasets',
 ]
 
@@ -231,24 +237,23 @@ def extract_split(
 
 
 class ImageFolder(Dataset[dict[str, Tensor]]):
-    """Images of a folder (PNG/JPEG/TIFF readable by Pillow), as C x H x W float32 times ``scale``.
+    """Images of a folder (PNG/JPEG/TIFF readable by Pillow), as raw C x H x W float32 values (the pixel scaling is
+    the :class:`~sam_cffnet.preprocessing.Preprocessing` of :func:`extract_folder`).
 
     Args:
         folder: the folder (not recursive).
-        scale: multiplies the pixel values (default 1/255: 8-bit images to [0, 1], the reference convention).
 
     Raises:
         MissingFileError: ``folder`` is not a folder or holds no image.
     """
 
-    def __init__(self, folder: str | os.PathLike[str], scale: float = 1 / 255) -> None:
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise MissingFileError(f'{self.folder}: not a folder of images')
         self.files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.files:
             raise MissingFileError(f'{self.folder}: no images ({", ".join(IMAGE_SUFFIXES)})')
-        self.scale = float(scale)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -263,7 +268,7 @@ class ImageFolder(Dataset[dict[str, Tensor]]):
         except OSError as err:
             raise DataError(f'{f}: cannot read the image ({err})') from err
         arr = arr[..., None] if arr.ndim == 2 else arr
-        return {'image': torch.from_numpy(arr.astype(np.float32) * self.scale).permute(2, 0, 1).contiguous()}
+        return {'image': torch.from_numpy(arr.astype(np.float32)).permute(2, 0, 1).contiguous()}
 
 
 def extract_folder(
@@ -278,7 +283,19 @@ def extract_folder(
 ) -> Path:
     """SAM features of every image of ``folder`` (sorted by name; the names are in the header's ``files``).
 
-    The images must all have the same size (the encoder resizes them to ``input_size`` when it is set).
+    The images must all have the same size (the encoder resizes them to ``input_size`` when it is set). Their pixels
+    are scaled by a :class:`~sam_cffnet.preprocessing.Preprocessing` (``x * scale`` per band, no mean/std), the
+    pipeline training applies.
+
+    Args:
+        encoder: the frozen SAM encoder.
+        folder: the image folder.
+        root: the cache root.
+        scale: pixel factor (default 1/255: 8-bit images to [0, 1], the reference convention).
+        batch_size: images per encoder call.
+        device: where the encoder runs.
+        overwrite: rebuild even when a finished cache with this key exists.
+        progress: tqdm bar.
 
     Returns:
         The cache folder ``root/folder-<key hash>`` (read it with :class:`~sam_cffnet.features.FeatureCache`).
@@ -290,7 +307,7 @@ def extract_folder(
     """
     from PIL import Image
 
-    dataset = ImageFolder(folder, scale)
+    dataset = ImageFolder(folder)
     sizes = {}
     for f in dataset.files:
         with Image.open(f) as im:
@@ -310,32 +327,151 @@ def extract_folder(
             f'{path} holds an UNFINISHED (interrupted?) feature cache; pass --overwrite to rebuild it'
         )
     size = next(iter(sizes))
-    return extract_dataset(encoder, dataset, path, key, size, batch_size=batch_size, device=device, overwrite=True,
-                           progress=progress, extra_header={'files_in_order': names})  # fmt: skip
+    bands = int(dataset[0]['image'].shape[0])
+    pipeline = Preprocessing(bands=tuple(f'band{i + 1}' for i in range(bands)), scale=(scale,) * bands,
+                             mean=(0.0,) * bands, std=(1.0,) * bands, normalization='none',
+                             stats_source=f'extract-features --images: x * {scale}', tile_size=max(size))  # fmt: skip
+
+    def transform(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {**batch, 'image': pipeline.normalize_image(batch['image'])}  # scaled, not resized
+
+    return extract_dataset(encoder, dataset, path, key, size, transform=transform, batch_size=batch_size,
+                           device=device, overwrite=True, progress=progress,
+                           extra_header={'files_in_order': names})  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+#: SAMEncoder arguments that are not ``--encoder.*`` options of ``--images``: set by models, or (``in_channels``)
+#: from the images themselves
+_NOT_IMAGE_OPTIONS = (*SAMEncoder.internal_arguments, 'in_channels')
+#: options that only ``--images`` reads
+_IMAGE_ONLY = ('--encoder', '--scale')
+
+
+def build_parser() -> Any:
+    """The jsonargparse parser of ``extract-features`` (its ``--encoder.*`` options are :class:`SAMEncoder`'s own)."""
+    from jsonargparse import ArgumentParser
+
+    p = ArgumentParser(
         prog='python -m sam_cffnet extract-features',
         description='Compute the frozen SAM encoder features once and store them on disk (float16 memmaps), for '
         'head training from the cache (sam_cffnet.features.CachedFeatureDataModule) or as SAM embeddings for other '
-        'models. Any further --model.* / --data.* option is passed to the config parser.',
+        'models. With --config, any further --model.* / --data.* / --trainer.* option is passed to the config '
+        'parser (as fit takes it).',
+        exit_on_error=False,
     )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument('--config', '-c', help='training config (YAML path or shipped recipe name): model + data')
-    src.add_argument('--images', help='a folder of images (PNG/JPEG/TIFF) instead of a config')
-    p.add_argument('--output', '-o', required=True, help='cache root folder (one sub-folder per split and key)')
-    p.add_argument('--split', nargs='+', default=['train', 'val'], choices=SPLIT_NAMES, help='splits (config mode)')
-    p.add_argument('--encoder', default='vit_l', help='SAM size for --images (vit_b, vit_l, vit_h, vit_tiny)')
-    p.add_argument('--sam-checkpoint', help='SAM checkpoint for --images')
-    p.add_argument('--input-size', type=int, default=1024, help='encoder input size for --images (0 = native)')
-    p.add_argument('--sam-normalize', action='store_true', help='SAM pixel normalization (--images)')
+    p.add_argument('--config', '-c', type=str, default=None,
+                   help='training config (YAML path or shipped recipe name): model + data')  # fmt: skip
+    p.add_argument('--images', type=str, default=None, help='a folder of images (PNG/JPEG/TIFF) instead of a config')
+    p.add_argument('--output', '-o', type=str, required=True,
+                   help='cache root folder (one sub-folder per split and key)')  # fmt: skip
+    p.add_argument('--split', nargs='+', default=['train', 'val'], choices=SPLIT_NAMES, help='splits (with --config)')
+    p.add_class_arguments(SAMEncoder, 'encoder', skip=set(_NOT_IMAGE_OPTIONS), instantiate=False)
     p.add_argument('--scale', type=float, default=1 / 255, help='pixel scale for --images (default 1/255)')
-    p.add_argument('--attention', choices=['reference', 'sdpa'], default='sdpa', help='encoder attention (--images)')
-    p.add_argument('--autocast', choices=['none', 'bf16'], default='none', help='encoder autocast (--images)')
-    p.add_argument('--batch-size', type=int, help='tiles per encoder call')
-    p.add_argument('--num-workers', type=int, help='loader workers')
-    p.add_argument('--device', help='cpu, cuda, cuda:1 ... (default: cuda if available)')
+    p.add_argument('--batch-size', type=int, default=None, help='tiles per encoder call')
+    p.add_argument('--num-workers', type=int, default=None, help='loader workers')
+    p.add_argument('--device', type=str, default=None, help='cpu, cuda, cuda:1 ... (default: cuda if available)')
     p.add_argument('--overwrite', action='store_true', help='replace existing caches')
     return p
+
+
+def _split_overrides(parser: Any, argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``argv`` split into the options of ``parser`` and the rest (config overrides such as ``--model.*``), each
+    option with the values that follow it."""
+    own_options = {o for action in parser._actions for o in action.option_strings}
+    own: list[str] = []
+    rest: list[str] = []
+    target = own
+    for token in argv:
+        if token.startswith('-') and not _is_number(token):
+            name = token.split('=', 1)[0]
+            target = own if name in own_options or name.startswith('--encoder.') or not name.startswith('--') else rest
+        target.append(token)
+    return own, rest
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_args(argv: Sequence[str]) -> tuple[Any, list[str]]:
+    """Parse the arguments of ``extract-features``.
+
+    Args:
+        argv: the command's arguments.
+
+    Returns:
+        ``(args, overrides)``: the parsed options and, with ``--config``, the remaining config overrides
+        (``--model.*``, ``--data.*``, ...) for the training CLI's parser.
+
+    Raises:
+        ConfigError: a wrong option or value (one line), ``--config`` and ``--images`` both or neither given, an
+            ``--images`` option given with ``--config``, or unknown arguments with ``--images``.
+    """
+    from jsonargparse import ArgumentError
+
+    parser = build_parser()
+    own, overrides = _split_overrides(parser, argv)
+    try:
+        args = parser.parse_args(own)
+    except ArgumentError as err:
+        raise ConfigError(f'extract-features: {" ".join(str(err).split())}') from None
+    if (args.config is None) == (args.images is None):
+        raise ConfigError('extract-features: give either --config (a training config) or --images (a folder)')
+    if args.images is not None and overrides:
+        raise ConfigError(f'extract-features --images: unknown arguments {overrides}')
+    given = [t.split('=', 1)[0] for t in own if t.startswith(_IMAGE_ONLY)]
+    if args.config is not None and given:
+        raise ConfigError(
+            f'extract-features --config: {", ".join(given)}: for --images only; the encoder of a config is set '
+            f'by its model options (e.g. --model.model.init_args.variant)'
+        )
+    return args, overrides
+
+
+def _device(args: Any) -> str:
+    return args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+
+
+def extract_images(args: Any) -> int:
+    """``extract-features --images``: SAM features of a folder, the encoder built from the ``--encoder.*`` options.
+
+    Args:
+        args: from :func:`parse_args`.
+
+    Returns:
+        0.
+    """
+    probe = ImageFolder(args.images)[0]['image']
+    encoder = SAMEncoder(**vars(args.encoder), in_channels=probe.shape[0])
+    extract_folder(encoder, args.images, args.output, args.scale, args.batch_size or 4, _device(args), args.overwrite)
+    return 0
+
+
+def extract_config_splits(args: Any, model: nn.Module, datamodule: Any) -> int:
+    """``extract-features --config``: the caches of ``--split`` of a config's datamodule, with its model's encoder.
+
+    Args:
+        args: from :func:`parse_args`.
+        model: the config's model (built by the training CLI).
+        datamodule: the config's datamodule (a :class:`~sam_cffnet.features.CachedFeatureDataModule` is unwrapped).
+
+    Returns:
+        0.
+
+    Raises:
+        ConfigError: the model has no frozen SAM encoder.
+    """
+    encoder = getattr(model, 'encoder', None)
+    if encoder is None or not hasattr(encoder, 'fingerprint'):
+        raise ConfigError(f'{args.config}: {type(model).__name__} has no frozen SAM encoder to extract')
+    datamodule = getattr(datamodule, 'datamodule', datamodule)  # a CachedFeatureDataModule: the one it wraps
+    datamodule.prepare_data()
+    for split, dataset in split_datasets(datamodule, args.split).items():
+        extract_split(encoder, datamodule, split, args.output, args.batch_size, args.num_workers, _device(args),
+                      args.overwrite, dataset=dataset)  # fmt: skip
+    return 0
