@@ -7,7 +7,10 @@ One concept per module (the overview of the data flow is in :mod:`.inventory`):
 * ``rasters.py``: the torchgeo datasets on the grid (:class:`SceneRaster`, :class:`DemRaster`,
   :class:`TargetRaster`) and the sample transform (:class:`SampleFinisher`);
 * ``grid.py``: the pixel grid (:class:`PixelGrid`) and :func:`window_sums`;
-* ``inventory.py``: :class:`LandslideInventory`: checks the inputs, builds the grid and the cached target rasters;
+* ``inputs.py``: the header checks of the inputs (scenes, band names, the grid's resolution, labels, DEM);
+* ``targets.py``: the steps that build the target rasters (usable area, landslide polygons, rasterized targets and
+  per-cell counts);
+* ``inventory.py``: :class:`LandslideInventory`: runs those checks and steps, builds the grid, caches the targets;
 * ``splits.py``: spatial splits of the grid (:func:`block_split`, :func:`region_split`, :func:`leave_gap`) and
   their areas;
 * ``samplers.py``: which tiles a split uses (:func:`grid_tiles`, on :func:`sam_cffnet.tiling.tile_starts`) and the
