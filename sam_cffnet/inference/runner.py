@@ -23,9 +23,7 @@ import logging
 import os
 import sys
 import time
-from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +34,6 @@ from ..errors import ConfigError, DataError, OutputExistsError, SAMCFFNetError
 from ..preprocessing import Preprocessing
 from ..thresholds import ThresholdRule
 from .assemble import (
-    SceneOutputs,
     apply_moves,
     assemble_scene,
     check_mosaic,
@@ -47,12 +44,13 @@ from .assemble import (
 from .data import Chunk, ChunkDataset, ChunkIndex, MappingDataModule
 from .model import MappingModel, MappingModule, set_attention, unpack_model
 from .params import MapParams, model_identity, precision_name, resolve_inputs
-from .polygons import POLYGON_FORMATS, check_polygon_output, vector_driver
+from .planning import Plan, check_existing, plan_run, scene_outputs, unfinished_blocks
+from .polygons import check_polygon_output
 from .quicklook import rgb_band_indexes
-from .raster import InputRasterError, OutputWriteError, check_scene_dtype, inspect_scene, scene_bands
+from .raster import OutputWriteError, inspect_scene
 from .signals import MappingStopped, StopSignals
 from .state import RunState, first_difference
-from .windows import PROBABILITY_SCALE, Block, ScenePlan, balanced_split
+from .windows import PROBABILITY_SCALE, balanced_split
 from .writer import BlockWriter, ProgressBar, WriterSettings
 
 __all__ = ['FORCED_TRAINER_OPTIONS', 'MapParams', 'MappingRun', 'MappingStopped', 'map_scene', 'map_scenes']
@@ -68,17 +66,6 @@ FORCED_TRAINER_OPTIONS: dict[str, Any] = {
     'enable_model_summary': False,
     'use_distributed_sampler': False,
 }
-
-
-@dataclass
-class _Plan:
-    pre: Preprocessing
-    rule: ThresholdRule
-    tile: int
-    overlap: int
-    bands: list[tuple[list[int], list[int]]]
-    plans: list[ScenePlan]
-    blocks: list[Sequence[Block]] = field(default_factory=list)
 
 
 def signal_name(signum: int) -> str:
@@ -120,7 +107,7 @@ class MappingRun:
         self.params = params
         self.trainer_options = dict(trainer or {})
         self.scenes = [inspect_scene(p, i) for i, p in enumerate(resolve_inputs(params.inputs))]
-        self.outputs = self._outputs()
+        self.outputs = scene_outputs(params, self.scenes)
         if params.output is not None:
             out = self.outputs[0].raster
             self.state = RunState(out.parent / f'.{out.name}.map-state')
@@ -155,11 +142,11 @@ class MappingRun:
                 if self.complete is None:
                     self.state.acquire(what)
             if self.complete is None:
-                self._check_existing()
+                check_existing(self.params, self.state, self.fingerprint, self.scenes, self.outputs)
         except BaseException:
             self.release()
             raise
-        self.plan: _Plan | None = None
+        self.plan: Plan | None = None
         self.chunks: Sequence[Chunk] = []
         self.writer: BlockWriter | None = None
         self.progress: ProgressBar | None = None
@@ -170,88 +157,6 @@ class MappingRun:
         """Drop the lock of the state folder (the finished blocks stay for a rerun)."""
         if self.owner:
             self.state.release()
-
-    # ------------------------------------------------------------------ step 1: checks
-    def _outputs(self) -> list[SceneOutputs]:
-        p = self.params
-        poly = p.polygons
-        if poly is not None and poly.lower() not in POLYGON_FORMATS:
-            vector_driver(poly)
-            if p.output is None:
-                raise ConfigError(
-                    f'--polygons {poly}: with --output-dir give a format, gpkg or geojson (one file per scene)'
-                )
-        if p.output is not None:
-            if len(self.scenes) != 1:
-                raise ConfigError(
-                    f'--output names one file but --input gives {len(self.scenes)} scenes; use --output-dir'
-                )
-            raster = Path(p.output).resolve()  # relative or absolute: one run, one state folder
-            if raster.suffix.lower() not in ('.tif', '.tiff'):
-                raise ConfigError(f'--output {raster}: the output is a GeoTIFF (COG), name it .tif')
-            polygons = None
-            if poly is not None:
-                polygons = raster.with_suffix(POLYGON_FORMATS[poly.lower()]) if poly.lower() in POLYGON_FORMATS \
-                    else Path(poly).resolve()  # fmt: skip
-            outputs = [
-                SceneOutputs(
-                    raster,
-                    polygons,
-                    raster.with_name(raster.stem + '.summary.json'),
-                    raster.with_name(raster.stem + '.quicklook.png') if p.quicklook else None,
-                )
-            ]
-        else:
-            folder = Path(p.output_dir).resolve()  # type: ignore[arg-type]
-            if folder.exists() and not folder.is_dir():
-                raise ConfigError(f'--output-dir {folder} is a file, expected a folder')
-            outputs, owners = [], {}
-            for s in self.scenes:
-                stem = Path(s.path).stem
-                if stem in owners:
-                    raise ConfigError(
-                        f'{owners[stem]} and {s.path} would both write {folder / stem}.tif; rename one, or map them '
-                        f'in separate runs'
-                    )
-                owners[stem] = s.path
-                polygons = folder / f'{stem}{POLYGON_FORMATS[poly.lower()]}' if poly is not None else None
-                outputs.append(
-                    SceneOutputs(
-                        folder / f'{stem}.tif',
-                        polygons,
-                        folder / f'{stem}.summary.json',
-                        folder / f'{stem}.quicklook.png' if p.quicklook else None,
-                    )
-                )
-        inputs = {Path(s.path).resolve() for s in self.scenes}
-        for o in outputs:
-            for path in o.paths():
-                if path.resolve() in inputs:
-                    raise ConfigError(f'the output {path} is an input scene')
-                if path.is_dir():
-                    raise ConfigError(f'the output {path} is a folder, expected a file path')
-        return outputs
-
-    def _check_existing(self) -> None:
-        """Refuse existing outputs and another run's state (read-only: every process checks the same)."""
-        p = self.params
-        matching = False
-        if self.state.exists():
-            diff = self.state.difference(self.fingerprint)
-            matching = diff is None
-            if not matching and not p.overwrite:
-                raise OutputExistsError(
-                    f'{self.state.root} holds the state of another mapping run ({diff}); pass --overwrite to discard '
-                    f'it and start afresh, or choose another output'
-                )
-        all_final = matching and all(self.state.final(s.index) is not None for s in self.scenes)
-        for scene, outputs in zip(self.scenes, self.outputs, strict=True):
-            ours = matching and self.state.final(scene.index) is not None
-            for path in outputs.paths():
-                if path.exists() and not (p.overwrite or ours):
-                    raise OutputExistsError(f'{path} exists; pass --overwrite to replace it')
-        if p.mosaic is not None and Path(p.mosaic).exists() and not (p.overwrite or all_final):
-            raise OutputExistsError(f'{p.mosaic} exists; pass --overwrite to replace it')
 
     # ------------------------------------------------------------------ step 2: planning
     def configure(self, preprocessing: Preprocessing, rule: ThresholdRule, model: nn.Module | None = None) -> None:
@@ -264,27 +169,7 @@ class MappingRun:
             InputRasterError: a scene's bands fit neither the trained bands nor the dataset's band list, or its data
                 type is not the training imagery's.
         """
-        p = self.params
-        pre = Preprocessing.from_dict(preprocessing)
-        tile = int(p.tile_size or pre.tile_size or 256)
-        overlap = tile // 4 if p.overlap is None else int(p.overlap)
-        if not 0 <= overlap < tile:
-            raise ConfigError(f'need 0 <= overlap < tile_size, got overlap {overlap} and tile size {tile}')
-        if p.threshold is not None:
-            rule = ThresholdRule(float(p.threshold))
-        net = getattr(model, 'model', model)
-        model_in = getattr(net, 'in_channels', None)
-        if isinstance(model_in, int) and model_in != pre.num_channels:
-            raise InputRasterError(
-                f'the model takes {model_in} bands but the preprocessing delivers {pre.num_channels}; wrong '
-                f'preprocessing?'
-            )
-        bands = [scene_bands(s, pre) for s in self.scenes]
-        for scene, (spectral, _) in zip(self.scenes, bands, strict=True):
-            check_scene_dtype(scene, spectral, pre)  # before any window: a uint16 scene through a uint8 pipeline
-        plans = [ScenePlan(s.height, s.width, tile, overlap, p.block_size) for s in self.scenes]
-        self.plan = _Plan(pre.with_tile_size(tile), rule, tile, overlap, bands, plans,
-                          [plan.blocks(i) for i, plan in enumerate(plans)])  # fmt: skip
+        self.plan = plan_run(self.params, self.scenes, preprocessing, rule, model)
 
     # ------------------------------------------------------------------ step 3: execution
     def trainer_kwargs(self) -> dict[str, Any]:
@@ -413,20 +298,8 @@ class MappingRun:
             raise MappingStopped(stop.signum or 15)
         self.started = time.perf_counter()
         batch = self.params.batch_size
-        todo_scene, todo_block, todo_chunks, costs = array('i'), array('q'), array('q'), array('q')
-        self.resumed_blocks = 0
-        for scene in self.scenes:
-            if self.state.done(scene.index) is not None:
-                continue
-            done = self.state.done_blocks(scene.index)
-            for index, block in enumerate(plan.blocks[scene.index]):
-                if block.name in done:
-                    self.resumed_blocks += 1
-                else:
-                    todo_scene.append(scene.index)
-                    todo_block.append(index)
-                    todo_chunks.append(block.num_chunks(batch))
-                    costs.append(block.num_windows)
+        todo = unfinished_blocks(self.state, self.scenes, plan, batch)
+        todo_scene, todo_block, todo_chunks, costs, self.resumed_blocks = todo
         share = balanced_split(costs, world)[rank]
         cut = slice(share.start, share.stop)
         chunks = ChunkIndex(plan.blocks, todo_scene[cut], todo_block[cut], todo_chunks[cut], batch)
