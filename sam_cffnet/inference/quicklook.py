@@ -61,7 +61,7 @@ class QuickLook:
         overlay_scale: raw value x scale = probability (1/254 for ``map``'s probability band).
         overlay_label: label of the colour bar.
         outlines: the polygons, drawn in order.
-        max_size: longest edge of the decimated reads (pixels).
+        max_size: longest edge of the decimated reads (pixels; about the picture's own width).
     """
 
     title: str
@@ -73,7 +73,7 @@ class QuickLook:
     overlay_scale: float = 1.0
     overlay_label: str = 'landslide probability'
     outlines: list[Outlines] = field(default_factory=list)
-    max_size: int = 1200
+    max_size: int = 1000
 
 
 def rgb_band_indexes(spectral: Sequence[int], rgb_indices: Sequence[int] | None) -> list[int]:
@@ -202,7 +202,8 @@ def write_quicklook(path: PathLike, look: QuickLook, grid: PathLike) -> Path:
             img[~valid] = np.nan
             img = percentile_stretch(img) if valid.any() else np.zeros_like(img)
             img = np.repeat(img, 3, -1) if img.shape[-1] == 1 else img
-            rgba = np.concatenate([img, valid[..., None].astype(np.float32)], -1)
+            rgba = (np.concatenate([img, valid[..., None].astype(np.float32)], -1) * 255).astype(np.uint8)
+            del data, img
             ax.imshow(rgba, extent=_extent(transform, *valid.shape), interpolation='nearest', zorder=1)
     if look.overlay is not None:
         data, valid, transform, _ = read_decimated(look.overlay, [look.overlay_band], look.max_size)
@@ -212,10 +213,11 @@ def write_quicklook(path: PathLike, look: QuickLook, grid: PathLike) -> Path:
 
         p = np.clip(data[0] * look.overlay_scale, 0, 1)
         p[~valid] = 0
-        rgba = colormaps['inferno'](p)
+        rgba = colormaps['inferno'](p, bytes=True)  # uint8: a quarter of the float pixels matplotlib would copy
         # low probabilities leave the scene visible; high ones at most OVERLAY_ALPHA, so the imagery under a mapped
         # landslide still shows through
-        rgba[..., 3] = np.clip((p - 0.2) / 0.6, 0, 1) * OVERLAY_ALPHA
+        rgba[..., 3] = np.round(np.clip((p - 0.2) / 0.6, 0, 1) * OVERLAY_ALPHA * 255).astype(np.uint8)
+        del data
         ax.imshow(rgba, extent=_extent(transform, *valid.shape), interpolation='nearest', zorder=2)
         bar = ScalarMappable(Normalize(0, 1), colormaps['inferno'])
         fig.colorbar(bar, ax=ax, shrink=0.6, label=f'{look.overlay_label} (transparent below 0.2)', pad=0.01)
