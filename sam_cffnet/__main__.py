@@ -1,8 +1,30 @@
-"""``python -m sam_cffnet``."""
+"""``python -m sam_cffnet`` and the ``sam-cffnet`` script.
+
+``--version`` and ``configs`` answer without importing torch or Lightning (a second, not six); every other command
+goes to :func:`sam_cffnet.cli.main`.
+"""
+
+from __future__ import annotations
 
 import sys
 
-from .cli import main
+
+def main() -> int:
+    """Run the command line; returns the exit status."""
+    argv = sys.argv[1:]
+    if argv[:1] in (['--version'], ['-V']):
+        from . import __version__
+
+        print(f'sam_cffnet {__version__}')
+        return 0
+    if argv[:1] == ['configs']:
+        from .recipes import configs_command
+
+        return configs_command(argv[1:])
+    from .cli import main as cli_main
+
+    return cli_main()
+
 
 if __name__ == '__main__':
     sys.exit(main())

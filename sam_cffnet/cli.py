@@ -13,21 +13,28 @@ only.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import inspect
+import logging
 import os
 import re
 import sys
+from argparse import ArgumentError
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
 from .callbacks import BestCheckpoint, LastCheckpoint, PredictionWriter, existing_predictions
 from .checkpoint import WEIGHT_FILE_ARGS
+from .config_safety import check_config_callables
 from .errors import ConfigError, MissingFileError, OutputExistsError, SAMCFFNetError
-from .recipes import resolve_config, shipped_config_dir, shipped_configs
+from .recipes import resolve_config
+from .tasks.run_checkpoint import check_checkpoint_bands, check_run_checkpoint
 from .tasks.segmentation import SegmentationTask
 
 __all__ = ['TOOLS', 'SAMCFFNetCLI', 'instantiate_config', 'main', 'parse_config', 'run_lightning', 'run_tool']
@@ -37,8 +44,11 @@ DESCRIPTION = """SAM-based landslide segmentation (SAM-CFFNet, TransLandSeg, HPC
 Train/evaluate:  python -m sam_cffnet {fit,validate,test,predict} --config CONFIG [--key value ...]
                  CONFIG is a YAML file or the name of a shipped recipe (list them: python -m sam_cffnet configs).
                  fit --ckpt_path last: start, or resume after an interruption (the same command).
-Tools:           python -m sam_cffnet {configs,models,export,report,extract-features,map,reproduce} --help
+Tools:           python -m sam_cffnet {configs,models,export,report,extract-features,map,evaluate,reproduce} --help
 """
+
+#: The program name in usage lines.
+PROG = 'python -m sam_cffnet'
 
 #: Where the model's options live in a parsed config (the task's ``model`` argument -> the model's ``init_args``).
 MODEL_ARGS_KEY = 'model.model.init_args'
@@ -136,6 +146,58 @@ def resolve_last_checkpoint(cfg: Any) -> str | None:
     return str(path)
 
 
+def _accepted_names(class_path: str) -> list[str]:
+    """The constructor arguments a ``class_path`` accepts (its own and those its bases take through ``**kwargs``)."""
+    module, _, name = class_path.rpartition('.')
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return []
+    names: list[str] = []
+    for klass in getattr(cls, '__mro__', [cls]):
+        init = klass.__dict__.get('__init__')
+        if init is None:
+            continue
+        try:
+            names += [p for p in inspect.signature(init).parameters if p not in ('self', 'args', 'kwargs')]
+        except (TypeError, ValueError):
+            continue
+    return names
+
+
+def argument_error_line(err: ArgumentError, parser: Any, args: Any) -> str:
+    """One line for a parser error: the option that is wrong, what is accepted, and a "did you mean" where one is
+    close (jsonargparse's own report is the whole usage plus a nested explanation)."""
+    text = str(err)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    unknown = re.search(r"Option '([^']+)' is not accepted", text)
+    class_path = re.search(r"given class_path '([^']+)'", text)
+    key = re.search(r'Parser key "([^"]+)"', text)
+    if unknown and class_path:
+        option, cls = unknown.group(1), class_path.group(1)
+        close = difflib.get_close_matches(option, _accepted_names(cls), n=1)
+        where = f'--{key.group(1)}.init_args.{option}' if key else option
+        hint = f'; did you mean {close[0]!r}?' if close else ''
+        return f'{where}: {cls.rpartition(".")[2]} has no option {option!r}{hint}'
+    unrecognized = re.search(r'unrecognized arguments?: (\S+)', text, re.IGNORECASE)
+    if unrecognized:
+        option = unrecognized.group(1)
+        known = [o for action in getattr(parser, '_actions', []) for o in action.option_strings]
+        for action in getattr(parser, '_actions', []):  # the subcommands' options
+            for sub in (getattr(action, 'choices', None) or {}).values():
+                known += [o for a in getattr(sub, '_actions', []) for o in a.option_strings]
+        close = difflib.get_close_matches(option.split('=')[0], known, n=1)
+        hint = f'; did you mean {close[0]}?' if close else ''
+        return f'unknown option {option}{hint} (list the options: {PROG} <command> --help)'
+    detail = ' '.join(line for line in lines if not line.startswith(('usage:', 'tip:'))) or text
+    return f'{detail} (see {PROG} <command> --help)'
+
+
+def _drop_logger_tip(record: logging.LogRecord) -> bool:
+    """A logging filter: ``False`` for Lightning's "Tip: ... litlogger" line."""
+    return 'litlogger' not in str(record.msg)
+
+
 class SAMCFFNetCLI(LightningCLI):
     """LightningCLI with the package's defaults.
 
@@ -147,9 +209,50 @@ class SAMCFFNetCLI(LightningCLI):
     * the seed defaults to the reference's 100.
     """
 
+    def init_parser(self, **kwargs: Any) -> Any:
+        """Parsers that raise on a mistake (one line from :func:`main`, not 90 lines of usage)."""
+        return super().init_parser(**{**kwargs, 'exit_on_error': False})
+
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """Parse, then check what the config would run before anything is built: callables from known packages only,
+        checkpoints loaded with ``weights_only=True`` only, ``ckpt_path`` a readable checkpoint of a run (``last``
+        resolved to it)."""
+        try:
+            self.config = parser.parse_object(args) if isinstance(args, dict | Namespace) else parser.parse_args(args)
+        except ArgumentError as err:
+            raise ConfigError(argument_error_line(err, parser, args)) from None
+        subcommand = self.config.get('subcommand')
+        if not subcommand:
+            return
+        cfg = self.config[subcommand]
+        check_config_callables(cfg)
+        if cfg.get('weights_only') is False:
+            raise ConfigError(
+                '--weights_only false is refused: this package loads checkpoints with weights_only=True only (a '
+                'checkpoint that needs more holds code that would run on loading)'
+            )
+        cfg['weights_only'] = True
+        ckpt_path = cfg.get('ckpt_path')
+        if ckpt_path == 'last':
+            found = resolve_last_checkpoint(cfg)
+            if found is None and subcommand != 'fit':
+                raise MissingFileError(
+                    f"{subcommand} --ckpt_path last: no last.ckpt of this config's runs was found; give the "
+                    f"checkpoint's path"
+                )
+            cfg['ckpt_path'] = ckpt_path = found
+            if subcommand == 'fit':
+                rank_zero_info(
+                    f'resuming from {found}' if found else 'ckpt_path=last: no checkpoint yet, starting afresh'
+                )
+            if found and subcommand == 'fit':  # the run folder holds config.yaml: keep it, write this one beside it
+                count = len(list(Path(found).parent.parent.glob('config*.yaml')))
+                self.save_config_kwargs = {**self.save_config_kwargs, 'config_filename': f'config.resume{count}.yaml'}
+        if ckpt_path and '://' not in str(ckpt_path):
+            self._run_checkpoint = check_run_checkpoint(ckpt_path, subcommand)
+
     def before_instantiate_classes(self) -> None:
-        """Fail fast, before anything is built, on paths that do not exist and outputs that would be replaced;
-        resolve ``fit --ckpt_path last``."""
+        """Fail fast, before anything is built, on paths that do not exist and outputs that would be replaced."""
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         check_config_paths(cfg)
         if self.subcommand == 'predict':
@@ -163,13 +266,24 @@ class SAMCFFNetCLI(LightningCLI):
                     f'{out} already holds predictions; choose another --prediction_writer.output_dir or pass '
                     f'--prediction_writer.overwrite true'
                 )
-        if self.subcommand == 'fit' and cfg.get('ckpt_path') == 'last':
-            found = resolve_last_checkpoint(cfg)
-            cfg['ckpt_path'] = found
-            rank_zero_info(f'resuming from {found}' if found else 'ckpt_path=last: no checkpoint yet, starting afresh')
-            if found:  # the run folder already holds config.yaml: keep it, write this run's config beside it
-                count = len(list(Path(found).parent.parent.glob('config*.yaml')))
-                self.save_config_kwargs = {**self.save_config_kwargs, 'config_filename': f'config.resume{count}.yaml'}
+
+    def after_instantiate_classes(self) -> None:
+        """Refuse a checkpoint trained on another number of bands than the data delivers (before any data is read)."""
+        saved = getattr(self, '_run_checkpoint', None)
+        if saved is not None and self.datamodule is not None:
+            check_checkpoint_bands(
+                saved, getattr(self.datamodule, 'num_channels', None), self._get(self.config, 'ckpt_path')
+            )
+        super().after_instantiate_classes()
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        """Lightning's Trainer, without its advertisement for a cloud logger on every run."""
+        rank_zero = logging.getLogger('lightning.pytorch.utilities.rank_zero')
+        rank_zero.addFilter(_drop_logger_tip)
+        try:
+            return super().instantiate_trainer(**kwargs)
+        finally:
+            rank_zero.removeFilter(_drop_logger_tip)
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.link_arguments('data.num_channels', f'{MODEL_ARGS_KEY}.in_channels', apply_on='instantiate')
@@ -196,7 +310,7 @@ def _cli(argv: list[str] | None, run: bool, from_command_line: bool = False) -> 
         seed_everything_default=100,
         args=None if from_command_line else argv,
         run=run,
-        parser_kwargs={'description': DESCRIPTION, 'allow_abbrev': False},
+        parser_kwargs={'prog': PROG, 'description': DESCRIPTION, 'allow_abbrev': False},
         save_config_kwargs={'overwrite': False},
     )
 
@@ -233,7 +347,7 @@ def parse_config(argv: list[str]) -> Any:
         seed_everything_default=False,
         args=_resolve_config_args(argv),
         run=False,
-        parser_kwargs={'description': DESCRIPTION, 'allow_abbrev': False},
+        parser_kwargs={'prog': PROG, 'description': DESCRIPTION, 'allow_abbrev': False},
     )
     return cli.config.as_dict()
 
@@ -248,21 +362,12 @@ def datamodule_from_config(config: dict[str, Any]) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- tools
-def _cmd_configs(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog='python -m sam_cffnet configs', description='List the shipped recipes.')
-    parser.parse_args(argv)
-    print(f'Recipes shipped in {shipped_config_dir()} (use the name with --config):')
-    for name in shipped_configs():
-        print(f'  {name}')
-    return 0
-
-
 def _cmd_models(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog='python -m sam_cffnet models', description='List the registered models.')
     parser.parse_args(argv)
     from .models import model_table
 
-    print('registered name     class_path (use it in a config: model.init_args.model.class_path)')
+    print('registered name     class_path (use it in a config: model.model.class_path)')
     for name, path in model_table():
         print(f'{name:<19} {path}')
     return 0
@@ -314,37 +419,13 @@ def instantiate_config(argv: list[str]) -> tuple[Any, Any]:
 
 
 def _cmd_extract_features(argv: list[str]) -> int:
-    from .features.extract import ImageFolder, build_parser, extract_folder, extract_split, split_datasets
+    from .features.extract import extract_config_splits, extract_images, parse_args
 
-    args, overrides = build_parser().parse_known_args(argv)
-    import torch
-
-    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    if args.images:
-        if overrides:
-            raise ConfigError(f'extract-features --images: unknown arguments {overrides}')
-        from .models.encoders.sam import SAMEncoder
-
-        probe = ImageFolder(args.images, args.scale)[0]['image']
-        encoder = SAMEncoder(
-            args.encoder, args.sam_checkpoint, args.input_size or None, args.sam_normalize, probe.shape[0],
-            band_indices=None if probe.shape[0] == 3 else [0, 1, 2], attention=args.attention, autocast=args.autocast,
-        )  # fmt: skip
-        extract_folder(encoder, args.images, args.output, args.scale, args.batch_size or 4, device, args.overwrite)
-        return 0
-    from .features.datamodule import CachedFeatureDataModule
-
+    args, overrides = parse_args(argv)
+    if args.images is not None:
+        return extract_images(args)
     task, datamodule = instantiate_config(['--config', args.config, *overrides])
-    encoder = getattr(task.model, 'encoder', None)
-    if encoder is None or not hasattr(encoder, 'fingerprint'):
-        raise ConfigError(f'{args.config}: {type(task.model).__name__} has no frozen SAM encoder to extract')
-    if isinstance(datamodule, CachedFeatureDataModule):
-        datamodule = datamodule.datamodule
-    datamodule.prepare_data()
-    for split, dataset in split_datasets(datamodule, args.split).items():
-        extract_split(encoder, datamodule, split, args.output, args.batch_size, args.num_workers, device,
-                      args.overwrite, dataset=dataset)  # fmt: skip
-    return 0
+    return extract_config_splits(args, task.model, datamodule)
 
 
 def _cmd_reproduce(argv: list[str]) -> int:
@@ -357,7 +438,7 @@ def _cmd_reproduce(argv: list[str]) -> int:
 #: Extra subcommands: name -> (one-line help, ``'module:function'`` taking the remaining argv, returning an exit
 #: code). Modules are imported only when their command runs.
 TOOLS: dict[str, tuple[str, str]] = {
-    'configs': ('list the shipped recipes', 'sam_cffnet.cli:_cmd_configs'),
+    'configs': ('list the shipped recipes', 'sam_cffnet.recipes:configs_command'),
     'models': ('list the registered models', 'sam_cffnet.cli:_cmd_models'),
     'export': ('write a self-contained checkpoint for sharing', 'sam_cffnet.cli:_cmd_export'),
     'report': ("parameters and FLOPs per tile of a config's model (table or CSV)", 'sam_cffnet.cli:_cmd_report'),
@@ -428,6 +509,11 @@ def _user_error(err: BaseException) -> SAMCFFNetError | None:
 
 
 def _dispatch(argv: list[str], from_command_line: bool) -> Any:
+    if argv[:1] in (['--version'], ['-V']):
+        from . import __version__
+
+        print(f'sam_cffnet {__version__}')
+        return 0
     if argv and argv[0] in TOOLS:
         return run_tool(argv[0], argv[1:])
     if not argv or argv[0] in ('-h', '--help'):
@@ -436,7 +522,7 @@ def _dispatch(argv: list[str], from_command_line: bool) -> Any:
         for name, (text, _) in TOOLS.items():
             print(f'  {name:<18} {text}')
         print()
-    if argv and argv[0] not in ('fit', 'validate', 'test', 'predict', '-h', '--help', '--version'):
+    if argv and argv[0] not in ('fit', 'validate', 'test', 'predict', '-h', '--help'):
         raise ConfigError(
             f'unknown command {argv[0]!r}; commands: fit, validate, test, predict, {", ".join(TOOLS)} '
             f'(python -m sam_cffnet --help)'

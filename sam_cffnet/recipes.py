@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-__all__ = ['resolve_config', 'shipped_config_dir', 'shipped_configs']
+__all__ = ['configs_command', 'resolve_config', 'shipped_config_dir', 'shipped_configs']
 
 
 def shipped_config_dir() -> Path:
@@ -35,3 +35,21 @@ def resolve_config(name: str) -> str:
         if path.is_file():
             return str(path)
     return name
+
+
+def configs_command(argv: list[str]) -> int:
+    """``python -m sam_cffnet configs``: print the shipped recipes (imports neither torch nor Lightning).
+
+    Args:
+        argv: the arguments after ``configs`` (only ``--help``).
+
+    Returns:
+        The exit code, 0.
+    """
+    from jsonargparse import ArgumentParser
+
+    ArgumentParser(prog='python -m sam_cffnet configs', description='List the shipped recipes.').parse_args(argv)
+    print(f'Recipes shipped in {shipped_config_dir()} (use the name with --config):')
+    for name in shipped_configs():
+        print(f'  {name}')
+    return 0
