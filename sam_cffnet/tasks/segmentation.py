@@ -26,6 +26,7 @@ import copy
 import inspect
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import Tensor, nn
 
 from ..checkpoint import load_checkpoint_file
@@ -43,6 +45,12 @@ from ..models.base import count_parameters, model_inputs
 from ..models.registry import build_model, build_model_from_config
 from ..preprocessing import Preprocessing
 from ..thresholds import ThresholdRule
+
+# The frozen SAM encoder stays in eval mode during training on purpose (no dropout, fixed statistics): Lightning's
+# "Found N module(s) in eval mode at the start of training" would be printed on every run and means nothing here.
+warnings.filterwarnings(
+    'ignore', message=r'Found \d+ module\(s\) in eval mode at the start of training', category=PossibleUserWarning
+)
 
 __all__ = ['CKPT_KEY', 'SegmentationTask', 'export_checkpoint']
 
