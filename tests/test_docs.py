@@ -69,3 +69,13 @@ def test_quickstart_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     summary = namespace['summary']
     assert isinstance(summary, dict) and summary['crs'] and summary['landslide_area_km2'] is not None
     assert summary['quicklook'] and Path(summary['quicklook']).is_file()
+
+
+def test_readme_feature_cache_recipe_is_the_shipped_one() -> None:
+    """The README's cached-feature YAML is the data block of ``demo_cached.yaml`` (same modules, same settings)."""
+    import yaml
+
+    blocks = re.findall(r'^```yaml\n(.*?)^```', (REPO / 'README.md').read_text(), re.MULTILINE | re.DOTALL)
+    readme = next(yaml.safe_load(b) for b in blocks if 'CachedFeatureDataModule' in b)
+    shipped = yaml.safe_load((REPO / 'sam_cffnet' / 'configs' / 'demo_cached.yaml').read_text())
+    assert readme['data'] == shipped['data']

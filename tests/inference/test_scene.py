@@ -123,8 +123,8 @@ def test_geotiff_georeference_coverage_nodata_polygons_summary(task: Segmentatio
     assert info['layer_name'] == 'map' and info['features'] == summary['num_polygons'] > 0
     x0, y0, x1, y1 = info['total_bounds']
     assert 500_000 <= x0 <= x1 <= 500_400 and 2_999_700 <= y0 <= y1 <= 3_000_000
-    assert sorted(p.name for p in tmp_path.iterdir()) == ['map.gpkg', 'map.quicklook.png', 'map.summary.json', 'map.tif',
-                                                          'scene.tif']  # fmt: skip
+    expected = ['map.gpkg', 'map.quicklook.png', 'map.summary.json', 'map.tif', 'scene.tif']
+    assert sorted(p.name for p in tmp_path.iterdir()) == expected
 
 
 def test_png_input_keeps_pixel_grid(task: SegmentationTask, tmp_path: Path) -> None:
