@@ -357,3 +357,18 @@ def test_version_and_recipe_list_import_neither_torch_nor_lightning(command: lis
         assert run.stdout.strip() == f'sam_cffnet {version("sam-cffnet")}'
     else:
         assert 'bijie.yaml' in run.stdout and 'reference/sam_cffnet_bijie.yaml' in run.stdout
+
+
+def test_an_option_typo_is_one_line_with_the_name_meant(tmp_path: Path) -> None:
+    """A typo used to print 97 lines of usage with the useful line buried, under ``__main__.py``."""
+    env = {k: v for k, v in os.environ.items() if k != 'SAM_CFFNET_TRACEBACK'}
+    run = subprocess.run([sys.executable, '-m', 'sam_cffnet', 'fit', '--config', 'demo.yaml',
+                          '--data.init_args.tile_sise', '64'], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=300)  # fmt: skip
+    assert run.returncode == 2
+    errors = [line for line in run.stderr.splitlines() if line.startswith('sam_cffnet: error:')]
+    assert len(errors) == 1 and "did you mean 'tile_size'" in errors[0] and 'usage' not in run.stderr, run.stderr
+    assert not (tmp_path / 'runs').exists()
+    usage = subprocess.run([sys.executable, '-m', 'sam_cffnet', 'fit', '--help'], capture_output=True, text=True,
+                           timeout=300).stdout  # fmt: skip
+    assert usage.startswith('usage: python -m sam_cffnet [options] fit') and '__main__.py' not in usage
