@@ -87,9 +87,7 @@ def load_checkpoint_file(
             f'expected {expected}'
         )
     try:
-        return torch.load(
-            p, map_location=map_location, weights_only=True, mmap=(mmap and zipped) or None
-        )
+        return torch.load(p, map_location=map_location, weights_only=True, mmap=(mmap and zipped) or None)
     except pickle.UnpicklingError as err:
         found = _UNSAFE_GLOBAL.search(str(err))
         if found:

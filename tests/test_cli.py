@@ -372,3 +372,11 @@ def test_an_option_typo_is_one_line_with_the_name_meant(tmp_path: Path) -> None:
     usage = subprocess.run([sys.executable, '-m', 'sam_cffnet', 'fit', '--help'], capture_output=True, text=True,
                            timeout=300).stdout  # fmt: skip
     assert usage.startswith('usage: python -m sam_cffnet [options] fit') and '__main__.py' not in usage
+
+
+def test_models_lists_the_key_the_recipes_use(capsys: pytest.CaptureFixture[str]) -> None:
+    """``models`` said ``model.init_args.model.class_path``; the recipes (and LightningCLI) use ``model.model``."""
+    assert main(['models']) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert 'model.model.class_path' in header and 'init_args' not in header
+    assert 'model:\n  model:\n    class_path:' in Path(resolve_config('bijie.yaml')).read_text()
