@@ -232,7 +232,7 @@ class SAMCFFNetCLI(LightningCLI):
                 'checkpoint that needs more holds code that would run on loading)'
             )
         cfg['weights_only'] = True
-        ckpt_path = cfg.get('ckpt_path')
+        ckpt_path = args_ckpt = cfg.get('ckpt_path')
         if ckpt_path == 'last':
             found = resolve_last_checkpoint(cfg)
             if found is None and subcommand != 'fit':
@@ -241,15 +241,14 @@ class SAMCFFNetCLI(LightningCLI):
                     f"checkpoint's path"
                 )
             cfg['ckpt_path'] = ckpt_path = found
-            if subcommand == 'fit':
-                rank_zero_info(
-                    f'resuming from {found}' if found else 'ckpt_path=last: no checkpoint yet, starting afresh'
-                )
             if found and subcommand == 'fit':  # the run folder holds config.yaml: keep it, write this one beside it
                 count = len(list(Path(found).parent.parent.glob('config*.yaml')))
                 self.save_config_kwargs = {**self.save_config_kwargs, 'config_filename': f'config.resume{count}.yaml'}
         if ckpt_path and '://' not in str(ckpt_path):
             self._run_checkpoint = check_run_checkpoint(ckpt_path, subcommand)
+        if subcommand == 'fit' and cfg.get('ckpt_path') != args_ckpt:  # 'last', resolved (and checked) above
+            rank_zero_info(f'resuming from {ckpt_path}' if ckpt_path else 'ckpt_path=last: no checkpoint yet, '
+                           'starting afresh')  # fmt: skip
 
     def before_instantiate_classes(self) -> None:
         """Fail fast, before anything is built, on paths that do not exist and outputs that would be replaced."""
