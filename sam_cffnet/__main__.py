@@ -18,9 +18,14 @@ def main() -> int:
         print(f'sam_cffnet {__version__}')
         return 0
     if argv[:1] == ['configs']:
+        from .errors import SAMCFFNetError
         from .recipes import configs_command
 
-        return configs_command(argv[1:])
+        try:
+            return configs_command(argv[1:])
+        except SAMCFFNetError as err:
+            print(f'sam_cffnet: error: {err}', file=sys.stderr)
+            return 2
     from .cli import main as cli_main
 
     return cli_main()

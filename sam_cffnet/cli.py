@@ -12,23 +12,21 @@ only.
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import importlib
-import inspect
 import logging
 import os
 import re
 import sys
-from argparse import ArgumentError
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import ArgumentError as JSONArgparseError
 from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
+from .arguments import PROG, argument_error_line, command_parser, parse_command, split_overrides
 from .callbacks import BestCheckpoint, LastCheckpoint, PredictionWriter, existing_predictions
 from .checkpoint import WEIGHT_FILE_ARGS
 from .config_safety import check_config_callables
@@ -46,9 +44,6 @@ Train/evaluate:  python -m sam_cffnet {fit,validate,test,predict} --config CONFI
                  fit --ckpt_path last: start, or resume after an interruption (the same command).
 Tools:           python -m sam_cffnet {configs,models,export,report,extract-features,map,evaluate,reproduce} --help
 """
-
-#: The program name in usage lines.
-PROG = 'python -m sam_cffnet'
 
 #: Where the model's options live in a parsed config (the task's ``model`` argument -> the model's ``init_args``).
 MODEL_ARGS_KEY = 'model.model.init_args'
@@ -146,53 +141,6 @@ def resolve_last_checkpoint(cfg: Any) -> str | None:
     return str(path)
 
 
-def _accepted_names(class_path: str) -> list[str]:
-    """The constructor arguments a ``class_path`` accepts (its own and those its bases take through ``**kwargs``)."""
-    module, _, name = class_path.rpartition('.')
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        return []
-    names: list[str] = []
-    for klass in getattr(cls, '__mro__', [cls]):
-        init = klass.__dict__.get('__init__')
-        if init is None:
-            continue
-        try:
-            names += [p for p in inspect.signature(init).parameters if p not in ('self', 'args', 'kwargs')]
-        except (TypeError, ValueError):
-            continue
-    return names
-
-
-def argument_error_line(err: ArgumentError, parser: Any, args: Any) -> str:
-    """One line for a parser error: the option that is wrong, what is accepted, and a "did you mean" where one is
-    close (jsonargparse's own report is the whole usage plus a nested explanation)."""
-    text = str(err)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    unknown = re.search(r"Option '([^']+)' is not accepted", text)
-    class_path = re.search(r"given class_path '([^']+)'", text)
-    key = re.search(r'Parser key "([^"]+)"', text)
-    if unknown and class_path:
-        option, cls = unknown.group(1), class_path.group(1)
-        close = difflib.get_close_matches(option, _accepted_names(cls), n=1)
-        where = f'--{key.group(1)}.init_args.{option}' if key else option
-        hint = f'; did you mean {close[0]!r}?' if close else ''
-        return f'{where}: {cls.rpartition(".")[2]} has no option {option!r}{hint}'
-    unrecognized = re.search(r'unrecognized arguments?: (\S+)', text, re.IGNORECASE)
-    if unrecognized:
-        option = unrecognized.group(1)
-        known = [o for action in getattr(parser, '_actions', []) for o in action.option_strings]
-        for action in getattr(parser, '_actions', []):  # the subcommands' options
-            for sub in (getattr(action, 'choices', None) or {}).values():
-                known += [o for a in getattr(sub, '_actions', []) for o in a.option_strings]
-        close = difflib.get_close_matches(option.split('=')[0], known, n=1)
-        hint = f'; did you mean {close[0]}?' if close else ''
-        return f'unknown option {option}{hint} (list the options: {PROG} <command> --help)'
-    detail = ' '.join(line for line in lines if not line.startswith(('usage:', 'tip:'))) or text
-    return f'{detail} (see {PROG} <command> --help)'
-
-
 def _drop_logger_tip(record: logging.LogRecord) -> bool:
     """A logging filter: ``False`` for Lightning's "Tip: ... litlogger" line."""
     return 'litlogger' not in str(record.msg)
@@ -219,8 +167,9 @@ class SAMCFFNetCLI(LightningCLI):
         resolved to it)."""
         try:
             self.config = parser.parse_object(args) if isinstance(args, dict | Namespace) else parser.parse_args(args)
-        except ArgumentError as err:
-            raise ConfigError(argument_error_line(err, parser, args)) from None
+        except JSONArgparseError as err:
+            command = args[0] if isinstance(args, list) and args and not str(args[0]).startswith('-') else 'fit'
+            raise ConfigError(argument_error_line(err, parser, f'{PROG} {command}')) from None
         subcommand = self.config.get('subcommand')
         if not subcommand:
             return
@@ -362,8 +311,7 @@ def datamodule_from_config(config: dict[str, Any]) -> Any:
 
 # ---------------------------------------------------------------------------------------------- tools
 def _cmd_models(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog='python -m sam_cffnet models', description='List the registered models.')
-    parser.parse_args(argv)
+    parse_command(command_parser('models', 'List the registered models.'), argv)
     from .models import model_table
 
     print('registered name     class_path (use it in a config: model.model.class_path)')
@@ -373,14 +321,11 @@ def _cmd_models(argv: list[str]) -> int:
 
 
 def _cmd_export(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog='python -m sam_cffnet export',
-        description='Write a self-contained checkpoint (frozen SAM weights included) for sharing.',
-    )
-    parser.add_argument('checkpoint', help='a training checkpoint (.ckpt)')
-    parser.add_argument('output', help='the file to write')
+    parser = command_parser('export', 'Write a self-contained checkpoint (frozen SAM weights included) for sharing.')
+    parser.add_argument('checkpoint', type=str, help='a training checkpoint (.ckpt)')
+    parser.add_argument('output', type=str, help='the file to write')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing output file')
-    args = parser.parse_args(argv)
+    args = parse_command(parser, argv)
     from .tasks.segmentation import export_checkpoint
 
     if Path(args.output).exists() and not args.overwrite:  # before loading anything
@@ -391,15 +336,19 @@ def _cmd_export(argv: list[str]) -> int:
 
 
 def _cmd_report(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog='python -m sam_cffnet report',
-        description='Total / trainable / frozen parameters and FLOPs per tile of the model of a config '
-        '(counted on the meta device: instant even for ViT-L). Further --key value options are config overrides.',
+    parser = command_parser(
+        'report',
+        'Total / trainable / frozen parameters and FLOPs per tile of the model of a config (counted on the meta '
+        'device: instant even for ViT-L). Further --key value options are config overrides.',
     )
-    parser.add_argument('--config', action='append', required=True, help='config file or shipped recipe (repeatable)')
-    parser.add_argument('--csv', help="also write the row as CSV to this file ('-': print CSV instead of the table)")
-    parser.add_argument('--tile-size', type=int, help="tile side (default: the config's data tile_size, else 256)")
-    args, overrides = parser.parse_known_args(argv)
+    parser.add_argument('--config', type=str, action='append', required=True,
+                        help='config file or shipped recipe (repeatable)')  # fmt: skip
+    parser.add_argument('--csv', type=str | None, default=None,
+                        help="also write the row as CSV to this file ('-': print CSV, no table)")  # fmt: skip
+    parser.add_argument('--tile-size', type=int | None, default=None,
+                        help="tile side (default: the config's data tile_size, else 256)")  # fmt: skip
+    own, overrides = split_overrides(parser, argv)
+    args = parse_command(parser, own)
     from .report import run_report
 
     config = parse_config([arg for c in args.config for arg in ('--config', c)] + overrides)

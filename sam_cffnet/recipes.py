@@ -46,9 +46,9 @@ def configs_command(argv: list[str]) -> int:
     Returns:
         The exit code, 0.
     """
-    from jsonargparse import ArgumentParser
+    from .arguments import command_parser, parse_command
 
-    ArgumentParser(prog='python -m sam_cffnet configs', description='List the shipped recipes.').parse_args(argv)
+    parse_command(command_parser('configs', 'List the shipped recipes.'), argv)
     print(f'Recipes shipped in {shipped_config_dir()} (use the name with --config):')
     for name in shipped_configs():
         print(f'  {name}')

@@ -380,3 +380,35 @@ def test_models_lists_the_key_the_recipes_use(capsys: pytest.CaptureFixture[str]
     header = capsys.readouterr().out.splitlines()[0]
     assert 'model.model.class_path' in header and 'init_args' not in header
     assert 'model:\n  model:\n    class_path:' in Path(resolve_config('bijie.yaml')).read_text()
+
+
+@pytest.mark.parametrize(
+    ('argv', 'meant'),
+    [
+        (['map', '--inptu', 'x.tif'], '--input'),
+        (['evaluate', '--inptu', 'x.tif'], '--input'),
+        (['extract-features', '--outptu', 'feats', '--images', 'tiles'], '--output'),
+        (['export', 'a.ckpt', 'b.ckpt', '--overwirte'], '--overwrite'),
+        (['report', '--config', 'demo.yaml', '--csvv', 'x.csv'], '--csv'),
+        (['configs', '--verbos'], None),
+        (['models', '--al'], None),
+    ],
+)
+def test_every_tool_parses_with_one_parser_and_names_a_typo(argv: list[str], meant: str | None) -> None:
+    """``map``/``evaluate`` printed their whole usage for a typo; ``configs``/``models``/``export``/``report`` used
+    argparse: every command now raises one :class:`ConfigError` line naming the option (and the one meant)."""
+    with pytest.raises(ConfigError) as info:
+        main(argv)
+    line = str(info.value)
+    assert '\n' not in line, line
+    assert 'unknown option' in line and f'python -m sam_cffnet {argv[0]} --help' in line, line
+    if meant is not None:
+        assert f'did you mean {meant}?' in line, line
+
+
+def test_map_typo_is_one_line_not_its_usage(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != 'SAM_CFFNET_TRACEBACK'}
+    run = subprocess.run([sys.executable, '-m', 'sam_cffnet', 'map', '--inptu', 'x.tif'], capture_output=True,
+                         text=True, env=env, cwd=tmp_path, timeout=300)  # fmt: skip
+    assert run.returncode == 2 and 'usage' not in run.stderr, run.stderr[-2000:]
+    assert run.stderr.splitlines()[0].startswith('sam_cffnet: error: unknown option --inptu; did you mean --input?')

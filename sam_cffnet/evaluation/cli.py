@@ -21,21 +21,16 @@ evaluation.{md,csv,json} over all scenes into --output-dir."""
 
 def build_parser() -> Any:
     """The jsonargparse parser of ``evaluate`` (``--config`` files work too)."""
-    import argparse
+    from jsonargparse import ActionConfigFile
 
-    from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter
+    from ..arguments import command_parser
 
-    class Formatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
-        """Keeps the examples' lines."""
-
-    p = ArgumentParser(
-        formatter_class=Formatter,
-        prog='python -m sam_cffnet evaluate',
-        description='Score landslide maps against a reference inventory: pixel scores (streamed), landslides found '
-        'and missed, true and false detections, per size class, area error; tables, a GeoPackage of the errors and a '
-        'quick-look picture per scene.',
-        epilog=EPILOG,
-        exit_on_error=True,
+    p = command_parser(
+        'evaluate',
+        'Score landslide maps against a reference inventory: pixel scores (streamed), landslides found and missed, '
+        'true and false detections, per size class, area error; tables, a GeoPackage of the errors and a quick-look '
+        'picture per scene.',
+        EPILOG,
     )
     p.add_argument('--config', action=ActionConfigFile, help='a YAML file with any of these options')
     p.add_argument(
@@ -81,10 +76,11 @@ def build_parser() -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``evaluate``; returns the exit code. Bad input raises (the top-level CLI prints it as one line, exit 2)."""
+    from ..arguments import parse_command
     from .report import markdown
     from .run import EvaluateParams, evaluate
 
-    cfg = build_parser().parse_args(argv)
+    cfg = parse_command(build_parser(), argv)
     params = EvaluateParams(
         inputs=list(cfg.input),
         reference=list(cfg.reference),

@@ -350,15 +350,14 @@ _IMAGE_ONLY = ('--encoder', '--scale')
 
 def build_parser() -> Any:
     """The jsonargparse parser of ``extract-features`` (its ``--encoder.*`` options are :class:`SAMEncoder`'s own)."""
-    from jsonargparse import ArgumentParser
+    from ..arguments import command_parser
 
-    p = ArgumentParser(
-        prog='python -m sam_cffnet extract-features',
-        description='Compute the frozen SAM encoder features once and store them on disk (float16 memmaps), for '
-        'head training from the cache (sam_cffnet.features.CachedFeatureDataModule) or as SAM embeddings for other '
-        'models. With --config, any further --model.* / --data.* / --trainer.* option is passed to the config '
-        'parser (as fit takes it).',
-        exit_on_error=False,
+    p = command_parser(
+        'extract-features',
+        'Compute the frozen SAM encoder features once and store them on disk (float16 memmaps), for head training '
+        'from the cache (sam_cffnet.features.CachedFeatureDataModule) or as SAM embeddings for other models. With '
+        '--config, any further --model.* / --data.* / --trainer.* option is passed to the config parser (as fit '
+        'takes it).',
     )
     p.add_argument('--config', '-c', type=str, default=None,
                    help='training config (YAML path or shipped recipe name): model + data')  # fmt: skip
@@ -375,29 +374,6 @@ def build_parser() -> Any:
     return p
 
 
-def _split_overrides(parser: Any, argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """``argv`` split into the options of ``parser`` and the rest (config overrides such as ``--model.*``), each
-    option with the values that follow it."""
-    own_options = {o for action in parser._actions for o in action.option_strings}
-    own: list[str] = []
-    rest: list[str] = []
-    target = own
-    for token in argv:
-        if token.startswith('-') and not _is_number(token):
-            name = token.split('=', 1)[0]
-            target = own if name in own_options or name.startswith('--encoder.') or not name.startswith('--') else rest
-        target.append(token)
-    return own, rest
-
-
-def _is_number(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
-
-
 def parse_args(argv: Sequence[str]) -> tuple[Any, list[str]]:
     """Parse the arguments of ``extract-features``.
 
@@ -412,14 +388,11 @@ def parse_args(argv: Sequence[str]) -> tuple[Any, list[str]]:
         ConfigError: a wrong option or value (one line), ``--config`` and ``--images`` both or neither given, an
             ``--images`` option given with ``--config``, or unknown arguments with ``--images``.
     """
-    from jsonargparse import ArgumentError
+    from ..arguments import parse_command, split_overrides
 
     parser = build_parser()
-    own, overrides = _split_overrides(parser, argv)
-    try:
-        args = parser.parse_args(own)
-    except ArgumentError as err:
-        raise ConfigError(f'extract-features: {" ".join(str(err).split())}') from None
+    own, overrides = split_overrides(parser, argv, own_prefixes=('--encoder.',))
+    args = parse_command(parser, own)
     if (args.config is None) == (args.images is None):
         raise ConfigError('extract-features: give either --config (a training config) or --images (a folder)')
     if args.images is not None and overrides:

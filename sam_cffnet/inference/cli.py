@@ -32,23 +32,19 @@ TRAINER_OPTIONS = ('accelerator', 'strategy', 'devices', 'num_nodes', 'precision
 
 def build_parser() -> Any:
     """The jsonargparse parser of ``map`` (``--config`` files work too)."""
-    import argparse
     import inspect
 
-    from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter
+    from jsonargparse import ActionConfigFile
     from lightning.pytorch import Trainer
 
-    class Formatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
-        """Keeps the examples' lines."""
+    from ..arguments import command_parser
 
-    p = ArgumentParser(
-        formatter_class=Formatter,
-        prog='python -m sam_cffnet map',
-        description='Map landslides over whole scenes (GeoTIFF, VRT, PNG/JPEG) with sliding windows on one or many '
-        'devices and nodes; write one georeferenced Cloud-Optimized GeoTIFF per scene, optional polygons, a summary '
-        'per scene and an optional mosaic. Resumable.',
-        epilog=EPILOG,
-        exit_on_error=True,
+    p = command_parser(
+        'map',
+        'Map landslides over whole scenes (GeoTIFF, VRT, PNG/JPEG) with sliding windows on one or many devices and '
+        'nodes; write one georeferenced Cloud-Optimized GeoTIFF per scene, optional polygons, a summary per scene and '
+        'an optional mosaic. Resumable.',
+        EPILOG,
     )
     p.add_argument('--config', action=ActionConfigFile, help='a YAML file with any of these options')
     p.add_argument(
@@ -134,12 +130,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None) -> int:
+    from ..arguments import parse_command
     from .model import check_model_files, load_mapping_model
     from .params import MapParams, file_identity
     from .runner import MappingRun
 
     parser = build_parser()
-    cfg = parser.parse_args(argv)
+    cfg = parse_command(parser, argv)
     check_model_files(cfg.checkpoint, cfg.reference_checkpoint, cfg.sam_checkpoint, prefix='--')
     params = MapParams(
         inputs=list(cfg.input), output=cfg.output, output_dir=cfg.output_dir, polygons=cfg.polygons,
