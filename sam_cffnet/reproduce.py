@@ -31,7 +31,6 @@ under SLURM/torchrun the subprocess inherits the rank variables), at the price o
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import gc
@@ -50,6 +49,7 @@ from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_only
 
+from .arguments import command_parser, parse_command, split_overrides
 from .checkpoint import load_checkpoint_file
 from .errors import ConfigError, MissingFileError, OutputExistsError, SAMCFFNetError
 
@@ -147,30 +147,31 @@ CLIRunner = Callable[[list[str]], Any]
 CLIParser = Callable[[list[str]], Any]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Any:
     """The command's options (unknown ``--trainer.*``, ``--data.*``, ``--model.*`` options are forwarded)."""
-    parser = argparse.ArgumentParser(
-        prog='python -m sam_cffnet reproduce',
-        description="Train and test SAM-CFFNet's three recipes (and optionally TransLandSeg's two) under the authors' "
-        "protocol (sam_cffnet/configs/reference/) and write a Markdown + CSV table beside the paper's numbers. "
-        'Rerun the same command to resume after an interruption. Trainer flags (--trainer.devices 4 '
-        '--trainer.strategy ddp --trainer.precision bf16-mixed ...) and other --data.* / --model.* overrides are '
-        'passed to every training and evaluation.',
-        allow_abbrev=False,
+    parser = command_parser(
+        'reproduce',
+        "Train and test SAM-CFFNet's three recipes (and optionally TransLandSeg's two) under the authors' protocol "
+        "(sam_cffnet/configs/reference/) and write a Markdown + CSV table beside the paper's numbers. Rerun the same "
+        'command to resume after an interruption. Trainer flags (--trainer.devices 4 --trainer.strategy ddp '
+        '--trainer.precision bf16-mixed ...) and other --data.* / --model.* overrides are passed to every training '
+        'and evaluation.',
     )
-    parser.add_argument(
-        '--output', default='runs/reproduce', help='folder of the runs and tables (default %(default)s)'
-    )
-    parser.add_argument('--sam-checkpoint', help='official SAM ViT-L weights (sam_vit_l_0b3195.pth)')
-    parser.add_argument('--bijie', help='Bijie root as downloaded (landslide/, non-landslide/)')
-    parser.add_argument('--landslide4sense', help='Landslide4Sense root (TrainData/, ValidData/, TestData/)')
-    parser.add_argument('--gvlm', help='GVLM root (GVLM_Object_Extraction/<Site>/{im.png,ref.png})')
+    parser.add_argument('--output', type=str, default='runs/reproduce', help='folder of the runs and tables')
+    parser.add_argument('--sam-checkpoint', type=str | None, default=None,
+                        help='official SAM ViT-L weights (sam_vit_l_0b3195.pth)')  # fmt: skip
+    parser.add_argument('--bijie', type=str | None, default=None,
+                        help='Bijie root as downloaded (landslide/, non-landslide/)')  # fmt: skip
+    parser.add_argument('--landslide4sense', type=str | None, default=None,
+                        help='Landslide4Sense root (TrainData/, ValidData/, TestData/)')  # fmt: skip
+    parser.add_argument('--gvlm', type=str | None, default=None,
+                        help='GVLM root (GVLM_Object_Extraction/<Site>/{im.png,ref.png})')  # fmt: skip
     for name, text in (('bijie', 'BJL'), ('landslide4sense', 'L4S'), ('gvlm', 'GVLM')):
-        parser.add_argument(
-            f'--h5-{name}', dest=f'h5_{name}', help=f"the authors' preprocessed {text} H5 tiles (train/, val/)"
-        )
+        parser.add_argument(f'--h5-{name}', type=str | None, default=None,
+                            help=f"the authors' preprocessed {text} H5 tiles (train/, val/)")  # fmt: skip
     parser.add_argument('--translandseg', action='store_true', help='also TransLandSeg on Bijie and Landslide4Sense')
-    parser.add_argument('--only', nargs='+', metavar='RUN', help=f'run only these ({", ".join(r.name for r in RUNS)})')
+    parser.add_argument('--only', nargs='+', default=None,
+                        help=f'run only these ({", ".join(r.name for r in RUNS)})')  # fmt: skip
     parser.add_argument(
         '--dry-run', action='store_true',
         help='synthetic data in the Bijie, Landslide4Sense and GVLM layouts (written under OUTPUT/demo_data), a tiny '
@@ -196,7 +197,7 @@ def _check_overrides(overrides: list[str]) -> list[str]:
     return overrides
 
 
-def _selected_runs(args: argparse.Namespace) -> list[tuple[Run, str]]:
+def _selected_runs(args: Any) -> list[tuple[Run, str]]:
     """The runs to do, with their data roots (in :data:`RUNS` order)."""
     names = {r.name for r in RUNS}
     unknown = sorted(set(args.only or ()) - names)
@@ -217,7 +218,7 @@ def _selected_runs(args: argparse.Namespace) -> list[tuple[Run, str]]:
     return selected
 
 
-def _check_inputs(args: argparse.Namespace, runs: list[tuple[Run, str]]) -> None:
+def _check_inputs(args: Any, runs: list[tuple[Run, str]]) -> None:
     """Missing files and folders are reported before any work, naming the option."""
     if not args.dry_run:
         if not args.sam_checkpoint:
@@ -409,7 +410,7 @@ def _write_dry_run_data(out: Path, names: set[str]) -> None:
         make_demo_gvlm(roots['gvlm'])
 
 
-def _run_arguments(args: argparse.Namespace, run: Run, root: str, out: Path, overrides: list[str]) -> list[str]:
+def _run_arguments(args: Any, run: Run, root: str, out: Path, overrides: list[str]) -> list[str]:
     """The options of one run's ``fit``/``validate``/``test`` (without ``--trainer.logger`` and ``--ckpt_path``)."""
     run_dir = out / run.name
     base = ['--config', run.recipe, '--data.init_args.root', str(Path(root).resolve())]
@@ -475,7 +476,9 @@ def main(
         0 when every run is done, else the exit status of the command that failed (143: stopped by SIGTERM; rerun
         the same command to resume).
     """
-    args, overrides = build_parser().parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    own, overrides = split_overrides(parser, list(sys.argv[1:] if argv is None else argv))
+    args = parse_command(parser, own)
     overrides = _check_overrides(overrides)
     out = Path(args.output).resolve()
     if args.dry_run:

@@ -392,11 +392,13 @@ def test_models_lists_the_key_the_recipes_use(capsys: pytest.CaptureFixture[str]
         (['report', '--config', 'demo.yaml', '--csvv', 'x.csv'], '--csv'),
         (['configs', '--verbos'], None),
         (['models', '--al'], None),
+        (['reproduce', '--dryrun'], '--dry-run'),
     ],
 )
 def test_every_tool_parses_with_one_parser_and_names_a_typo(argv: list[str], meant: str | None) -> None:
-    """``map``/``evaluate`` printed their whole usage for a typo; ``configs``/``models``/``export``/``report`` used
-    argparse: every command now raises one :class:`ConfigError` line naming the option (and the one meant)."""
+    """``map``/``evaluate`` printed their whole usage for a typo; ``configs``/``models``/``export``/``report``/
+    ``reproduce`` used argparse: every command now raises one :class:`ConfigError` line naming the option (and the one
+    meant)."""
     with pytest.raises(ConfigError) as info:
         main(argv)
     line = str(info.value)
