@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -383,33 +384,52 @@ def _cmd_reproduce(argv: list[str]) -> int:
     return reproduce(argv, run_cli=main, check_cli=parse_config)
 
 
-#: Extra subcommands: name -> (one-line help, ``'module:function'`` taking the remaining argv, returning an exit
-#: code). Modules are imported only when their command runs.
-TOOLS: dict[str, tuple[str, str]] = {
-    'configs': ('list the shipped recipes', 'sam_cffnet.recipes:configs_command'),
-    'models': ('list the registered models', 'sam_cffnet.cli:_cmd_models'),
-    'export': ('write a self-contained checkpoint for sharing', 'sam_cffnet.cli:_cmd_export'),
-    'report': ("parameters and FLOPs per tile of a config's model (table or CSV)", 'sam_cffnet.cli:_cmd_report'),
+def _cmd_configs(argv: list[str]) -> int:
+    from .recipes import configs_command
+
+    return configs_command(argv)
+
+
+def _cmd_map(argv: list[str]) -> int:
+    from .inference.cli import main as map_main
+
+    return map_main(argv)
+
+
+def _cmd_evaluate(argv: list[str]) -> int:
+    from .evaluation.cli import main as evaluate_main
+
+    return evaluate_main(argv)
+
+
+ToolCommand = Callable[[list[str]], int]
+
+#: Extra subcommands: name -> (one-line help, the function taking the remaining argv and returning an exit code).
+#: Each imports its modules when its command runs (a typo in ``fit`` does not import the mapping code).
+TOOLS: dict[str, tuple[str, ToolCommand]] = {
+    'configs': ('list the shipped recipes', _cmd_configs),
+    'models': ('list the registered models', _cmd_models),
+    'export': ('write a self-contained checkpoint for sharing', _cmd_export),
+    'report': ("parameters and FLOPs per tile of a config's model (table or CSV)", _cmd_report),
     'extract-features': (
         'compute frozen SAM features once (cache for head training, or embeddings)',
-        'sam_cffnet.cli:_cmd_extract_features',
+        _cmd_extract_features,
     ),
     'map': (
         'map landslides over whole scenes or regions (GeoTIFF/VRT/PNG; multi-GPU/SLURM, resumable) -> COGs + polygons',
-        'sam_cffnet.inference.cli:main',
+        _cmd_map,
     ),
-    'reproduce': ("train and test the paper's recipes, authors' protocol -> table", 'sam_cffnet.cli:_cmd_reproduce'),
+    'reproduce': ("train and test the paper's recipes, authors' protocol -> table", _cmd_reproduce),
     'evaluate': (
         'score maps against a reference inventory (pixels, objects, areas) -> tables, GeoPackage, PNG',
-        'sam_cffnet.evaluation.cli:main',
+        _cmd_evaluate,
     ),
 }
 
 
 def run_tool(name: str, argv: list[str]) -> int:
     """Run the extra subcommand ``name`` with its arguments."""
-    module, _, function = TOOLS[name][1].partition(':')
-    return getattr(importlib.import_module(module), function)(argv)
+    return TOOLS[name][1](argv)
 
 
 def main(args: list[str] | None = None) -> Any:

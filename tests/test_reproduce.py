@@ -97,7 +97,7 @@ def test_command_line_dry_run_in_subprocesses(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert '| sam_cffnet_bijie | val (selection) | 1 | 1 |' in proc.stdout
     assert [r['run'] for r in table(out)] == ['sam_cffnet_bijie']
-    assert 'reproduce' in cli.TOOLS and cli.TOOLS['reproduce'][1] == 'sam_cffnet.cli:_cmd_reproduce'
+    assert 'reproduce' in cli.TOOLS and cli.TOOLS['reproduce'][1] is cli._cmd_reproduce
 
 
 DDP_SCRIPT = """
