@@ -56,8 +56,9 @@ def _option_strings(parser: Any) -> list[str]:
 
 
 def argument_error_line(err: BaseException, parser: Any, prog: str | None = None) -> str:
-    """One line for a parser error: the option that is wrong, what is accepted, and a "did you mean" where one is
-    close (jsonargparse's own report is the whole usage plus a nested explanation).
+    """One line for a parser error: the option that is wrong, what is accepted, and a "did you mean" where one is close.
+
+    jsonargparse's own report is the whole usage plus a nested explanation.
 
     Args:
         err: the parser's ``ArgumentError``.
@@ -94,8 +95,9 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def command_parser(command: str, description: str, epilog: str | None = None) -> Any:
-    """A jsonargparse parser for ``python -m sam_cffnet <command>`` that raises on a mistake (see
-    :func:`parse_command`).
+    """A jsonargparse parser for ``python -m sam_cffnet <command>`` that raises on a mistake.
+
+    See :func:`parse_command`.
 
     Args:
         command: the command's name (for usage lines).
@@ -148,8 +150,9 @@ def _is_number(token: str) -> bool:
 def split_overrides(
     parser: Any, argv: Sequence[str], own_prefixes: tuple[str, ...] = ()
 ) -> tuple[list[str], list[str]]:
-    """``argv`` split into the options of ``parser`` and the rest (config overrides such as ``--model.*`` for the
-    training CLI's parser), each option with the values that follow it.
+    """``argv`` split into the options of ``parser`` and the rest, each option with the values that follow it.
+
+    The rest are config overrides such as ``--model.*`` for the training CLI's parser.
 
     Args:
         parser: the command's parser.

@@ -52,6 +52,7 @@ class LastCheckpoint(Checkpoint):
         self._written_step = -1
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Move this callback to the end of the Trainer's callbacks, so that it runs after every ``ModelCheckpoint``."""
         if self in trainer.callbacks:  # after every other callback (ModelCheckpoint included): its state is final
             trainer.callbacks.remove(self)
             trainer.callbacks.append(self)
@@ -67,6 +68,7 @@ class LastCheckpoint(Checkpoint):
         return folder / f'{self.filename}.ckpt'
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Write ``last.ckpt`` through a temporary file, then remove the best checkpoints it no longer names."""
         if trainer.fast_dev_run or trainer.sanity_checking or self._written_step == trainer.global_step:
             return
         target = self._target(trainer)
@@ -84,15 +86,18 @@ class LastCheckpoint(Checkpoint):
                 callback.remove_replaced(trainer)
 
     def state_dict(self) -> dict[str, Any]:
+        """The callback's checkpoint state: the path of the last checkpoint written."""
         return {'last_model_path': self.last_model_path}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the path of the last checkpoint written."""
         self.last_model_path = state_dict.get('last_model_path', '')
 
 
 class BestCheckpoint(ModelCheckpoint):
-    """Lightning's ``ModelCheckpoint`` (the ``--checkpoint.*`` options) with a choice of the epoch kept on a tie, and
-    best checkpoints that stay single across a kill and a resume.
+    """Lightning's ``ModelCheckpoint`` (the ``--checkpoint.*`` options) with a choice of the epoch kept on a tie.
+
+    Its best checkpoints also stay single across a kill and a resume.
 
     * ``ties='later'`` keeps the later epoch when the monitored value equals the best so far (TransLandSeg's
       ``valid_loss <= valid_loss_min``, ``train.py:201``); ``'earlier'`` (Lightning's strict comparison, SAM-CFFNet's
@@ -158,6 +163,7 @@ class BestCheckpoint(ModelCheckpoint):
         return super().state_key.replace(type(self).__qualname__, 'ModelCheckpoint', 1)
 
     def check_monitor_top_k(self, trainer: Trainer, current: torch.Tensor | None = None) -> bool:
+        """Whether ``current`` enters the best checkpoints; with ``ties='later'`` a tie with the k-th best does."""
         full = self.save_top_k not in (-1, 0) and len(self.best_k_models) >= self.save_top_k
         if self.ties == 'earlier' or current is None or not full:
             return super().check_monitor_top_k(trainer, current)
@@ -186,21 +192,27 @@ class BestCheckpoint(ModelCheckpoint):
         self._replaced = []
 
     def state_dict(self) -> dict[str, Any]:
+        """Lightning's state plus ``ties`` and the replaced best checkpoints not yet removed."""
         return {**super().state_dict(), 'ties': self.ties, 'replaced': list(self._replaced)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore Lightning's state and the replaced best checkpoints, and note that the run was resumed."""
         super().load_state_dict(state_dict)
         self._replaced = list(state_dict.get('replaced', []))
         self._resumed = True
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """On a resume, remove the best checkpoints of the interrupted epoch and those already replaced."""
         super().on_train_start(trainer, pl_module)
         if self._resumed and trainer.ckpt_path:
             self._remove_after_resume(trainer, Path(trainer.ckpt_path))
 
     def _remove_after_resume(self, trainer: Trainer, resumed_from: Path) -> None:
-        """Remove the best checkpoints of the interrupted epoch (written after ``resumed_from``), and those that
-        ``resumed_from`` says were already replaced."""
+        """Remove the stale best checkpoints left by the interrupted run.
+
+        Those of the interrupted epoch (written after ``resumed_from``), and those that ``resumed_from`` says were
+        already replaced.
+        """
         stale = [p for p in self._replaced if Path(p).exists()]
         self._replaced = []
         if self.dirpath and Path(self.dirpath).is_dir():
@@ -223,6 +235,7 @@ class BestCheckpoint(ModelCheckpoint):
         trainer.strategy.barrier('best_checkpoint_resume')
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Remove the best checkpoints that newer bests replaced."""
         super().on_train_end(trainer, pl_module)
         self.remove_replaced(trainer)
 
@@ -231,6 +244,7 @@ class DemoBanner(Callback):
     """Says plainly that a run is a demo (random SAM weights, synthetic data) and where its outputs are."""
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Print the demo banner (random SAM weights, synthetic data)."""
         rank_zero_info(
             f'\n{BANNER}\nDEMO RUN: a tiny SAM encoder with RANDOM weights (no pretrained SAM checkpoint) trained on a '
             f'small synthetic\nlandslide-like dataset in the Bijie layout. It shows the pipeline end to end; its '
@@ -239,6 +253,7 @@ class DemoBanner(Callback):
         )
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Print where the demo's checkpoints, logs and picture of predictions are, and how to evaluate it."""
         ckpt = trainer.checkpoint_callback
         best = getattr(ckpt, 'best_model_path', '') if ckpt is not None else ''
         last = next((c.last_model_path for c in trainer.callbacks if isinstance(c, LastCheckpoint)), '')
@@ -275,8 +290,7 @@ def existing_predictions(folder: str | Path) -> list[Path]:
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Writes what ``python -m sam_cffnet predict`` predicts: one PNG per source image, and a picture of the first
-    tiles.
+    """Writes what ``python -m sam_cffnet predict`` predicts: one PNG per source image and a picture of the first tiles.
 
     Files are named after the image the tiles come from, at that image's own size: ``df001_mask.png`` (0/255) and
     ``df001_probability.png`` (landslide probability, 8-bit: 255 = 1.0) for the Bijie chip ``df001.png``, whatever the
@@ -314,6 +328,7 @@ class PredictionWriter(BasePredictionWriter):
         self._pending: dict[str, dict[str, Any]] = {}
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """For prediction, create the output folder; one that already holds predictions needs ``overwrite``."""
         if stage != 'predict':
             return
         out = Path(self.output_dir) if self.output_dir else Path(trainer.default_root_dir) / 'predictions'
@@ -327,6 +342,7 @@ class PredictionWriter(BasePredictionWriter):
         self._source = None
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Take the predict dataset's ``tile_source`` (``None`` without one), which names the files."""
         loaders = trainer.predict_dataloaders
         loader = loaders[0] if isinstance(loaders, list | tuple) and loaders else loaders
         self._source = getattr(getattr(loader, 'dataset', None), 'tile_source', None)
@@ -382,6 +398,7 @@ class PredictionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int,
     ) -> None:
+        """Write the batch's predictions: per tile, or placed into their source images."""
         assert self._dir is not None
         probs = prediction['probabilities'].float().cpu().numpy()
         masks = prediction['prediction'].cpu().numpy()
@@ -396,6 +413,7 @@ class PredictionWriter(BasePredictionWriter):
                 self._overview.append((batch['image'][i].detach().float().cpu(), prediction['prediction'][i].cpu()))
 
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Write the images still missing tiles (predicted on other processes), then ``overview.png``."""
         if self._dir is None:
             return
         for name in sorted(self._pending):  # windows of a source predicted on other processes (DDP)

@@ -77,8 +77,11 @@ def _model_args(cfg: Any) -> dict[str, Any]:
 
 
 def check_config_paths(cfg: Any) -> None:
-    """Raise :class:`~sam_cffnet.errors.MissingFileError` naming the config key for a missing weight file (SAM
-    checkpoint, the authors' checkpoint, ImageNet weights) or data root, before anything is built."""
+    """Raise :class:`~sam_cffnet.errors.MissingFileError` naming the config key for a missing weight file or data root.
+
+    Weight files are the SAM checkpoint, the authors' checkpoint and ImageNet weights. The check runs before anything is
+    built.
+    """
     model_args = _model_args(cfg)
     for key, expected in WEIGHT_FILE_ARGS.items():
         if key == 'sam_checkpoint' and model_args.get('reference_checkpoint'):
@@ -163,9 +166,11 @@ class SAMCFFNetCLI(LightningCLI):
         return super().init_parser(**{**kwargs, 'exit_on_error': False})
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
-        """Parse, then check what the config would run before anything is built: callables from known packages only,
-        checkpoints loaded with ``weights_only=True`` only, ``ckpt_path`` a readable checkpoint of a run (``last``
-        resolved to it)."""
+        """Parse, then check what the config would run before anything is built.
+
+        Callables from known packages only, checkpoints loaded with ``weights_only=True`` only, ``ckpt_path`` a readable
+        checkpoint of a run (``last`` resolved to it).
+        """
         try:
             self.config = parser.parse_object(args) if isinstance(args, dict | Namespace) else parser.parse_args(args)
         except JSONArgparseError as err:
@@ -235,6 +240,7 @@ class SAMCFFNetCLI(LightningCLI):
             rank_zero.removeFilter(_drop_logger_tip)
 
     def add_arguments_to_parser(self, parser: Any) -> None:
+        """Link ``data.num_channels`` to the model's ``in_channels``; add the checkpoint and prediction writers."""
         parser.link_arguments('data.num_channels', f'{MODEL_ARGS_KEY}.in_channels', apply_on='instantiate')
         parser.add_lightning_class_args(BestCheckpoint, 'checkpoint')
         parser.add_lightning_class_args(LastCheckpoint, 'last_checkpoint')
@@ -464,8 +470,11 @@ def main(args: list[str] | None = None) -> Any:
 
 
 def _user_error(err: BaseException) -> SAMCFFNetError | None:
-    """The :class:`SAMCFFNetError` behind ``err``: itself, or the cause of a wrapper (jsonargparse reports an error
-    raised while a config class is built as a plain ``ValueError`` whose ``__cause__`` is the original)."""
+    """The :class:`SAMCFFNetError` behind ``err``: itself, or the cause of a wrapper.
+
+    jsonargparse reports an error raised while a config class is built as a plain ``ValueError`` whose ``__cause__`` is
+    the original.
+    """
     seen: set[int] = set()
     current: BaseException | None = err
     while current is not None and id(current) not in seen:

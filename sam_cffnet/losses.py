@@ -80,6 +80,7 @@ class BCEDiceLoss(nn.Module):
         self.register_buffer('pos_weight', torch.tensor([pos_weight]) if pos_weight is not None else None)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        """The weighted sum of the BCE and Dice losses of ``logits`` against the binary ``target``."""
         if logits.ndim == 4 and logits.shape[1] == 1:
             logits = logits[:, 0]
         if logits.shape != target.shape:

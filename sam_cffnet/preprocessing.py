@@ -173,8 +173,11 @@ class Preprocessing:
         return len(self.dem_bands) if self.dem_mode == 'separate' else 0
 
     def denormalization(self) -> tuple[Tensor, Tensor]:
-        """``(mean, std)`` per band such that ``x * std + mean`` maps model inputs back to raw values (ignoring the
-        clip): what torchgeo's ``K.Denormalize(datamodule.mean, datamodule.std)`` expects before plotting."""
+        """``(mean, std)`` per band such that ``x * std + mean`` maps model inputs back to raw values.
+
+        The clip is ignored. This is what torchgeo's ``K.Denormalize(datamodule.mean, datamodule.std)`` expects before
+        plotting.
+        """
         scale = torch.tensor(self.scale, dtype=torch.float64)
         mean = torch.tensor(self.mean, dtype=torch.float64) / scale
         std = torch.tensor(self.std, dtype=torch.float64) / scale

@@ -24,8 +24,11 @@ def shipped_configs() -> list[str]:
 
 
 def resolve_config(name: str) -> str:
-    """A config path: ``name`` itself if it exists, else the shipped recipe of that name (with or without
-    ``.yaml`` / a leading ``configs/``), else ``name`` unchanged (the parser then reports it missing)."""
+    """A config path: ``name`` itself if it exists, else the shipped recipe of that name, else ``name`` unchanged.
+
+    The recipe's name may come with or without ``.yaml`` / a leading ``configs/``. An unchanged ``name`` is then
+    reported missing by the parser.
+    """
     if Path(name).exists():
         return name
     root = shipped_config_dir()

@@ -144,8 +144,9 @@ def model_report(model: nn.Module, tile_size: int = 256, in_channels: int = 3, n
 
 # ---------------------------------------------------------------------------------------------- models
 def build_meta_model(config: Mapping[str, Any]) -> nn.Module:
-    """Build a model from its config (``{'class_path', 'init_args'}``) for counting, without reading any weight
-    file (the :data:`WEIGHT_ARGS`, e.g. ``sam_checkpoint``, are dropped).
+    """Build a model from its config (``{'class_path', 'init_args'}``) for counting, without reading any weight file.
+
+    The :data:`WEIGHT_ARGS`, e.g. ``sam_checkpoint``, are dropped.
 
     The model is built on the meta device (no memory, instant for ViT-L); a constructor that needs real values
     (smp's MiT computes its drop-path rates with ``.item()``) is built on the CPU instead, which is cheap for those

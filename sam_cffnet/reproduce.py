@@ -429,8 +429,10 @@ def _parse_error(text: str) -> str:
 
 
 def _check_run_options(label: str, argv: list[str], check_cli: CLIParser | None) -> None:
-    """Parse one run's options exactly as its ``fit`` will (nothing built, nothing read): a mistake (an option typo,
-    a wrong value) is a :class:`~sam_cffnet.errors.ConfigError` naming the run, before any run starts.
+    """Parse one run's options exactly as its ``fit`` will (nothing built, nothing read).
+
+    A mistake (an option typo, a wrong value) is a :class:`~sam_cffnet.errors.ConfigError` naming the run, before any
+    run starts.
 
     Args:
         label: the run, for the message.

@@ -1,5 +1,6 @@
-"""The one rule that cuts scenes into tiles: GVLM's training tiles, chip windows, whole-scene mapping windows and the
-tiles of the inventory's splits.
+"""The one rule that cuts scenes into tiles.
+
+It makes GVLM's training tiles, chip windows, whole-scene mapping windows and the tiles of the inventory's splits.
 
 Tiles of ``tile`` pixels every ``stride`` pixels along each axis from offset 0. At the far edge the last tile is
 either snapped to the edge (``edge='snap'``, GVLM's official ``start_points``: a scene is covered without padding

@@ -91,6 +91,7 @@ class SplitView(Dataset[dict[str, Tensor]]):
         raise AttributeError(name)
 
     def plot(self, *args: Any, **kwargs: Any) -> Any:
+        """Plot with the underlying dataset's ``plot`` (same arguments and result)."""
         return self.dataset.plot(*args, **kwargs)
 
 
@@ -245,8 +246,9 @@ class LandslideDataModule(NonGeoDataModule):
         return list(range(len(self.bands)))
 
     def preprocessing_config(self) -> dict[str, Any]:
-        """Deprecated since 0.2.0, removed in 0.3.0: use :attr:`preprocessing` (``.preprocessing.to_dict()`` is this
-        dict).
+        """Deprecated since 0.2.0, removed in 0.3.0: use :attr:`preprocessing`.
+
+        ``.preprocessing.to_dict()`` is this dict.
 
         Returns:
             The input pipeline as a plain-JSON dict (``bands``, ``scale``, ``clip``, ``mean``, ``std``, ...).

@@ -75,9 +75,11 @@ class ChipTiles(Dataset[dict[str, Tensor]]):
         return out
 
     def tile_source(self, index: int) -> dict[str, Any]:
-        """Where tile ``index`` comes from, for writers of predictions (see
-        :func:`~sam_cffnet.datasets.samples.tile_source_dict`): the chip's name and size, and the tile's window in it
-        (``None`` with ``'resize'``: the whole chip)."""
+        """Where tile ``index`` comes from, for writers of predictions.
+
+        The chip's name and size, and the tile's window in it (``None`` with ``'resize'``: the whole chip); see
+        :func:`~sam_cffnet.datasets.samples.tile_source_dict`.
+        """
         c, r, q = self.tiles[index]
         h, w = self.dataset.sizes[c]
         window = None if self.mode == 'resize' else (r, q, self.tile_size)

@@ -132,9 +132,12 @@ class InventoryDataModule(LandslideDataModule):
         stride: int | None = None,
         **kwargs: Any,
     ) -> None:
-        """Store the settings. They and the files' headers are checked on first use (:meth:`check`: ``num_channels``,
-        ``preprocessing``, ``setup``), which the CLI triggers right after building the datamodule: errors then reach
-        the command line as one ``sam_cffnet: error:`` line. The heavy work happens in ``setup``."""
+        """Store the settings.
+
+        They and the files' headers are checked on first use (:meth:`check`: ``num_channels``, ``preprocessing``,
+        ``setup``), which the CLI triggers right after building the datamodule: errors then reach the command line as
+        one ``sam_cffnet: error:`` line. The heavy work happens in ``setup``.
+        """
         tile = int(kwargs.get('tile_size') or 256)
         dem_mode = kwargs.get('dem_mode', 'none')
         # the base class refuses a DEM mode without DEM bands before our clearer message could: checked in check()

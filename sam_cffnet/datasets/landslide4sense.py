@@ -218,8 +218,10 @@ class Landslide4Sense(LabelReader, NonGeoDataset):
         return check_finite(np.squeeze(mask), path, self.nan_policy)
 
     def tile_source(self, index: int) -> dict[str, Any]:
-        """Where patch ``index`` comes from (its ``image_N.h5`` name and its size, 128 x 128), for writers of
-        predictions."""
+        """Where patch ``index`` comes from, for writers of predictions.
+
+        Its ``image_N.h5`` name and its size, 128 x 128.
+        """
         path = self.images[index]
         h, w = read_h5(path, [self.image_key], shape_only=[self.image_key])[self.image_key][:2]
         return tile_source_dict(path.stem, h, w)

@@ -262,8 +262,10 @@ def check_threshold(value: float | None) -> None:
 
 
 def raster_polygons(layer: Layer, block: int = 1024) -> list[Any]:
-    """Polygons of a raster layer's landslide pixels (nodata excluded), block by block, merged across block seams,
-    in the layer's CRS coordinates (memory: one block of pixels, plus the polygons)."""
+    """Polygons of a raster layer's landslide pixels (nodata excluded), in the layer's CRS coordinates.
+
+    Read block by block and merged across block seams (memory: one block of pixels, plus the polygons).
+    """
     import shapely.affinity
     from rasterio.windows import Window
 

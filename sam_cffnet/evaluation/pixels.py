@@ -67,7 +67,7 @@ def count_pixels(
     reference_objects: Sequence[Any],
     block: int = 1024,
 ) -> PixelCounts:
-    """Stream the grid window by window (see the module docstring).
+    r"""Stream the grid window by window (see the module docstring).
 
     Args:
         mapped: the map layer.
@@ -75,7 +75,7 @@ def count_pixels(
         alignment: from :func:`~.inputs.align` (``alignment.grid`` must be set).
         mapped_objects: mapped polygons in ``alignment.crs``.
         reference_objects: reference polygons in ``alignment.crs``.
-        block: window edge in pixels (memory about 12 bytes x ``block``\\ :sup:`2`).
+        block: window edge in pixels (memory about 12 bytes x ``block``\ :sup:`2`).
 
     Returns:
         The counts.

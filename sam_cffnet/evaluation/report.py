@@ -1,5 +1,7 @@
-"""The outputs of ``evaluate``: Markdown, CSV and JSON tables (per scene and overall), a GeoPackage of found /
-missed / false polygons."""
+"""The outputs of ``evaluate``: Markdown, CSV and JSON tables (per scene and overall), a GeoPackage of polygons.
+
+The GeoPackage holds the found / missed / false polygons.
+"""
 
 from __future__ import annotations
 

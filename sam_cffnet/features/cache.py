@@ -121,8 +121,10 @@ _LOADER_ONLY = {
 
 
 def _constructor_settings(cls: type) -> dict[str, Any]:
-    """Every setting of ``cls``'s constructor with its default, following ``**kwargs`` up to the base that takes
-    none (e.g. ``DemoBijieDataModule`` -> ``BijieDataModule`` -> ``LandslideDataModule``)."""
+    """Every setting of ``cls``'s constructor with its default, following ``**kwargs`` up to the base that takes none.
+
+    E.g. ``DemoBijieDataModule`` -> ``BijieDataModule`` -> ``LandslideDataModule``.
+    """
     settings: dict[str, Any] = {}
     for klass in cls.__mro__:
         init = klass.__dict__.get('__init__')

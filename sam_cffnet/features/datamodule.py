@@ -156,8 +156,9 @@ class CachedFeatureDataModule(LightningDataModule):
         return int(self.datamodule.tile_size)  # type: ignore[attr-defined]
 
     def preprocessing_config(self) -> dict[str, Any]:
-        """Deprecated since 0.2.0, removed in 0.3.0: use :attr:`preprocessing` (``.preprocessing.to_dict()`` is this
-        dict).
+        """Deprecated since 0.2.0, removed in 0.3.0: use :attr:`preprocessing`.
+
+        ``.preprocessing.to_dict()`` is this dict.
 
         Returns:
             The wrapped datamodule's input pipeline as a plain-JSON dict.

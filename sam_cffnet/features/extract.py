@@ -237,8 +237,9 @@ def extract_split(
 
 
 class ImageFolder(Dataset[dict[str, Tensor]]):
-    """Images of a folder (PNG/JPEG/TIFF readable by Pillow), as raw C x H x W float32 values (the pixel scaling is
-    the :class:`~sam_cffnet.preprocessing.Preprocessing` of :func:`extract_folder`).
+    """Images of a folder (PNG/JPEG/TIFF readable by Pillow), as raw C x H x W float32 values.
+
+    The pixel scaling is the :class:`~sam_cffnet.preprocessing.Preprocessing` of :func:`extract_folder`.
 
     Args:
         folder: the folder (not recursive).

@@ -240,8 +240,10 @@ class MappingModule(LightningModule):
             )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep no weights in Lightning checkpoints (e.g. SLURM's ``hpc_ckpt`` on requeue): a mapping run resumes
-        from its state folder, and the weights come from the model's own checkpoint."""
+        """Keep no weights in Lightning checkpoints (e.g. SLURM's ``hpc_ckpt`` on requeue).
+
+        A mapping run resumes from its state folder, and the weights come from the model's own checkpoint.
+        """
         checkpoint['state_dict'] = {}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

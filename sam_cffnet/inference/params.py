@@ -29,7 +29,7 @@ PathLike = str | os.PathLike[str]
 
 @dataclass
 class MapParams:
-    """The settings of a mapping run (everything but the model and the Trainer options).
+    r"""The settings of a mapping run (everything but the model and the Trainer options).
 
     Attributes:
         inputs: scenes: files (GeoTIFF, VRT, PNG/JPEG), or glob patterns.
@@ -43,7 +43,7 @@ class MapParams:
         overlap: overlap between windows (default ``tile_size // 4``).
         batch_size: windows per forward pass.
         block_size: edge of the blocks that processes take (pixels, rounded to window steps); memory per process
-            is about 9 bytes x ``block_size``\\ :sup:`2` per block in flight.
+            is about 9 bytes x ``block_size``\ :sup:`2` per block in flight.
         threshold: probability threshold of the mask (default: the checkpoint's rule).
         write_probability: write band ``landslide_probability``.
         write_mask: write band ``landslide_mask``.

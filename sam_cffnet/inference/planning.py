@@ -1,5 +1,7 @@
-"""Planning a mapping run before any work: its outputs checked, the bands, windows and blocks of every scene, and
-the blocks still to do (:class:`~.runner.MappingRun` runs the plan)."""
+"""Planning a mapping run before any work (:class:`~.runner.MappingRun` runs the plan).
+
+Its outputs checked, the bands, windows and blocks of every scene, and the blocks still to do.
+"""
 
 from __future__ import annotations
 

@@ -92,8 +92,9 @@ def _low_space(path: PathLike) -> bool:
 
 
 def write_error(err: BaseException, path: PathLike) -> OutputWriteError:
-    """An :class:`OutputWriteError` naming ``path`` and the cause: a read-only file system, a folder without write
-    permission, a full disk.
+    """An :class:`OutputWriteError` naming ``path`` and the cause.
+
+    The cause: a read-only file system, a folder without write permission, a full disk.
 
     GDAL reports a failed write as ``Write failed`` after logging the cause, so the exception chain, the error
     numbers, the folder's permissions and the free space of the file system are all consulted (in that order: a

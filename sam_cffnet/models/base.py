@@ -41,8 +41,10 @@ def count_parameters(module: nn.Module) -> dict[str, int]:
 
 
 def model_inputs(model: nn.Module, batch: Mapping[str, Any]) -> list[Tensor]:
-    """The positional inputs of ``model`` taken from a batch: the entries named by its ``input_keys`` (default
-    ``('image',)``), then those of its ``optional_input_keys`` present, in order up to the first one missing.
+    """The positional inputs of ``model`` taken from a batch.
+
+    The entries named by its ``input_keys`` (default ``('image',)``), then those of its ``optional_input_keys`` present,
+    in order up to the first one missing.
 
     Training (:meth:`LandslideModel.training_outputs`), validation, testing, prediction and mapping all feed a model
     through this function.
@@ -112,9 +114,11 @@ def _record_config(init: Any) -> Any:
 
 
 class RecordsConfig:
-    """Mixin: the outermost ``__init__`` of every subclass records its class and bound arguments, so that
-    :meth:`config` can rebuild the object and show every option (used by :class:`LandslideModel` and the SAM
-    encoder)."""
+    """Mixin: the outermost ``__init__`` of every subclass records its class and bound arguments.
+
+    This lets :meth:`config` rebuild the object and show every option (used by :class:`LandslideModel` and the SAM
+    encoder).
+    """
 
     #: constructor arguments set by code, not user options (left out of :attr:`options`)
     internal_arguments: tuple[str, ...] = ()
@@ -161,16 +165,20 @@ class LandslideModel(RecordsConfig, nn.Module):
     forwards_options_to: type | None = None
 
     def _complete_config(self, defaults: Mapping[str, Any]) -> None:
-        """Add the values of options forwarded through ``**kwargs`` and left at their defaults (e.g. the encoder's),
-        so that :meth:`config` is complete even if those defaults change later."""
+        """Add the values of options forwarded through ``**kwargs`` and left at their defaults (e.g. the encoder's).
+
+        This keeps :meth:`config` complete even if those defaults change later.
+        """
         recorded = self.__dict__.get('_init_config')
         if recorded is not None:
             for key, value in defaults.items():
                 recorded.setdefault(key, value)
 
     def extra_input_channels(self) -> dict[str, int]:
-        """Channels of each input in :attr:`input_keys` other than ``'image'`` (e.g. ``{'dem': 1}``), so that
-        example inputs can be built without data (FLOP reports). Default: none."""
+        """Channels of each input in :attr:`input_keys` other than ``'image'`` (e.g. ``{'dem': 1}``).
+
+        They let example inputs be built without data (FLOP reports). Default: none.
+        """
         return {}
 
     def external_state_keys(self) -> list[str]:

@@ -144,8 +144,9 @@ def _inverse_key(key: str) -> str:
 
 
 def load_reference_checkpoint(model: nn.Module, path: str | os.PathLike[str]) -> None:
-    """Load an authors' checkpoint into a :class:`~sam_cffnet.models.SAMCFFNet` (every tensor checked for name and
-    shape).
+    """Load an authors' checkpoint into a :class:`~sam_cffnet.models.SAMCFFNet`.
+
+    Every tensor is checked for name and shape.
 
     Raises:
         FileNotFoundError / CheckpointError: missing, unreadable or foreign file (the message names it).

@@ -91,8 +91,11 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
 
 
 def model_options(cls: type[nn.Module]) -> list[str] | None:
-    """Every argument a model class takes, including the options it forwards through ``**kwargs`` to the class
-    named by its ``forwards_options_to`` attribute (the SAM encoder's); ``None`` when that cannot be known."""
+    """Every argument a model class takes, including the options it forwards through ``**kwargs``.
+
+    Those go to the class named by its ``forwards_options_to`` attribute (the SAM encoder's); ``None`` when that cannot
+    be known.
+    """
     names: list[str] = []
     for name, param in inspect.signature(cls).parameters.items():
         if param.kind is inspect.Parameter.VAR_KEYWORD:

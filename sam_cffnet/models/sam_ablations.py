@@ -101,6 +101,7 @@ class FeatureNeck(nn.Module):
             raise ConfigError(f"features must be 'cffm', 'last' or 'sam_neck', got {features!r}")
 
     def forward(self, features: Sequence[Tensor]) -> Tensor:
+        """The map of the chosen ``features``: merged CFFM output, or the last level through a FAM or SAM's neck."""
         if self.features == 'cffm':
             return self.merge(torch.cat(self.cffm(features), dim=1))
         if self.features == 'last':
@@ -120,6 +121,7 @@ class AblationDecoder(nn.Module):
         self.head = head
 
     def forward(self, features: Sequence[Tensor], image: Tensor | None = None) -> Tensor:
+        """The head's logits on the neck's map (``image`` is unused)."""
         return self.head(self.neck(features))
 
 

@@ -208,8 +208,11 @@ class TransLandSeg(LandslideModel):
         return keys
 
     def parameter_report(self) -> dict[str, Any]:
-        """Parameter counts: ``atl``, ``decoder`` (mask decoder + no-mask embedding), ``band_adapter``,
-        ``trainable``, ``frozen``, ``total`` and ``trainable_ratio`` (trainable / total)."""
+        """Parameter counts per part, trainable, frozen and in total.
+
+        ``atl``, ``decoder`` (mask decoder + no-mask embedding), ``band_adapter``, ``trainable``, ``frozen``, ``total``
+        and ``trainable_ratio`` (trainable / total).
+        """
         counts = count_parameters(self)
         return {
             'atl': sum(p.numel() for p in self.atl.parameters()),

@@ -155,9 +155,11 @@ class SegmentationTask(LightningModule):
 
     @property
     def frozen_encoder(self) -> nn.Module | None:
-        """The model's frozen SAM encoder (one with a weights ``fingerprint``), or ``None`` for models without one:
-        what a :class:`~sam_cffnet.features.CachedFeatureDataModule` in the same Trainer keys and builds its feature
-        caches with."""
+        """The model's frozen SAM encoder (one with a weights ``fingerprint``), or ``None`` for models without one.
+
+        This is what a :class:`~sam_cffnet.features.CachedFeatureDataModule` in the same Trainer keys and builds its
+        feature caches with.
+        """
         encoder = getattr(self.model, 'encoder', None)
         return encoder if hasattr(encoder, 'fingerprint') else None
 
@@ -172,6 +174,7 @@ class SegmentationTask(LightningModule):
 
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        """Log the training loss (segmentation plus the model's auxiliary losses) and update the training metrics."""
         logits, aux = self.model.training_outputs(batch)
         seg = self.loss_fn(logits, batch['mask'])
         loss = seg + sum(aux.values(), torch.zeros((), device=seg.device))
@@ -185,6 +188,7 @@ class SegmentationTask(LightningModule):
         return loss
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """On the first training batch after a resume, restore the random streams saved in the checkpoint."""
         # first training batch after a resume: continue the random streams where the checkpoint left them (nothing
         # between the end of an epoch and its next training step draws from them: the training loader has its own
         # generator, and Lightning's restart skips the epoch-start hooks of the resumed epoch)
@@ -193,9 +197,11 @@ class SegmentationTask(LightningModule):
             self._pending_rng = None
 
     def on_train_epoch_end(self) -> None:
+        """Log the training metrics of the epoch."""
         self._log_metrics('train', self.train_metrics)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """Log the validation loss, update the validation metrics and keep the first batch's tiles for a figure."""
         logits = self(*self.model_inputs(batch))
         loss = self.loss_fn(logits, batch['mask'])
         self.log('val_loss', loss, prog_bar=True, batch_size=logits.shape[0], sync_dist=True)  # mean over ranks
@@ -209,17 +215,20 @@ class SegmentationTask(LightningModule):
             }
 
     def on_validation_epoch_end(self) -> None:
+        """Log the validation metrics and, outside the sanity check, the figure of predictions."""
         self._log_metrics('val', self.val_metrics, prog_bar=('landslide_iou',))
         if self._figure_batch is not None and not self.trainer.sanity_checking:
             self._log_figure(self._figure_batch)
         self._figure_batch = None
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """Log the test loss and update the test metrics."""
         logits = self(*self.model_inputs(batch))
         self.log('test_loss', self.loss_fn(logits, batch['mask']), batch_size=logits.shape[0], sync_dist=True)
         self.test_metrics.update(logits, batch['mask'])
 
     def on_test_epoch_end(self) -> None:
+        """Log the test metrics."""
         self._log_metrics('test', self.test_metrics)
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
@@ -261,6 +270,7 @@ class SegmentationTask(LightningModule):
 
     # ------------------------------------------------------------------ optim
     def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW on the trainable parameters, with per-epoch cosine annealing unless ``scheduler`` is ``'none'``."""
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             raise ConfigError(f'{self.model_name} has no trainable parameters')
@@ -275,6 +285,7 @@ class SegmentationTask(LightningModule):
         return {'optimizer': optimizer, 'lr_scheduler': {'scheduler': scheduler, 'interval': 'epoch'}}
 
     def on_fit_start(self) -> None:
+        """Print the model's trainable, frozen and total parameter counts."""
         counts = count_parameters(self.model)
         rank_zero_info(
             f'{self.model_name}: {counts["trainable"]:,} trainable parameters, {counts["frozen"]:,} frozen '
@@ -282,6 +293,7 @@ class SegmentationTask(LightningModule):
         )
 
     def setup(self, stage: str) -> None:
+        """Warn about random SAM weights, check the band count against the model, take the data's preprocessing."""
         encoder = getattr(self.model, 'encoder', None)
         if stage == 'fit' and getattr(encoder, 'checkpoint_path', '') is None:
             rank_zero_warn(

@@ -135,7 +135,7 @@ class LandslideInventory:
         return SceneRaster(self.image_files, self.crs, self.res, self.band_names, bands, self.resampling, cache)
 
     def dataset(self, bands: Sequence[str] | None = None, cache: bool = True) -> IntersectionDataset:
-        """imagery & targets (& DEM) as one torchgeo IntersectionDataset (after :meth:`build`).
+        """Imagery & targets (& DEM) as one torchgeo IntersectionDataset (after :meth:`build`).
 
         Args:
             bands: the imagery bands to read (default: all).

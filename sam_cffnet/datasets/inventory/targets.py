@@ -1,5 +1,7 @@
-"""The steps that build the target rasters: the usable area, the landslide polygons in it, and the rasterized
-targets with their per-cell counts (written block by block, one GeoTIFF per scene)."""
+"""The steps that build the target rasters: the usable area, the landslide polygons in it, and the rasterized targets.
+
+The targets come with their per-cell counts (written block by block, one GeoTIFF per scene).
+"""
 
 from __future__ import annotations
 

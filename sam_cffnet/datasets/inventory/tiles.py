@@ -41,7 +41,7 @@ class InventoryTiles(Dataset[dict[str, Tensor]]):
         return len(self.positions)
 
     def geoslice(self, index: int) -> tuple[slice, slice]:
-        """torchgeo query of tile ``index``."""
+        """Torchgeo query of tile ``index``."""
         r, c = self.positions[index]
         return self.grid.geoslice(int(r), int(c), self.tile_size, self.tile_size)
 
@@ -51,8 +51,11 @@ class InventoryTiles(Dataset[dict[str, Tensor]]):
         return self.grid.bounds(int(r), int(c), self.tile_size, self.tile_size)
 
     def __getitem__(self, index: int | tuple[slice, ...]) -> dict[str, Tensor]:
-        """Tile ``index`` (or a torchgeo query): ``image`` float32 ``(C, T, T)`` raw values, ``mask`` int64
-        ``(T, T)`` in {0, 1}, optional ``dem`` float32 ``(1, T, T)``."""
+        """Tile ``index`` (or a torchgeo query): ``image``, ``mask`` and optional ``dem``.
+
+        ``image`` float32 ``(C, T, T)`` raw values, ``mask`` int64 ``(T, T)`` in {0, 1}, optional ``dem`` float32
+        ``(1, T, T)``.
+        """
         query = index if isinstance(index, tuple) else self.geoslice(int(index))
         return self.dataset[query]
 

@@ -45,6 +45,7 @@ class HRNetHead(nn.Module):
         )
 
     def forward(self, features: Sequence[Tensor]) -> Tensor:
+        """Upsample the branches to the first one's size, concatenate them and classify."""
         size = features[0].shape[-2:]
         ups = [features[0]] + [F.interpolate(f, size=size, mode='bilinear', align_corners=False) for f in features[1:]]
         return self.last_layer(torch.cat(ups, dim=1))

@@ -1,0 +1,1 @@
+"""Decoders and heads that turn encoder features into landslide logits (CFFD, PSP, ASPP, Lawin, SAM's mask decoder)."""

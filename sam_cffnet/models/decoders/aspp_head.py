@@ -43,4 +43,5 @@ class ASPPHead(nn.Module):
         self.classifier = nn.Sequential(nn.Dropout2d(dropout), nn.Conv2d(channels, num_classes, 1))
 
     def forward(self, x: Tensor) -> Tensor:
+        """Apply ASPP, the bottleneck and the classifier."""
         return self.classifier(self.bottleneck(self.aspp(x)))

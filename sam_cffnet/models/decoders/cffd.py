@@ -71,6 +71,7 @@ class PSAModule(nn.Module):
         self.se = SEWeightModule(split)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Weight the four branches by their SE weights (softmax across branches) and concatenate them in reverse."""
         b = x.shape[0]
         branches = [self.conv_1(x), self.conv_2(x), self.conv_3(x), self.conv_4(x)]
         feats = torch.stack(branches, dim=1)  # B x 4 x S x H x W
@@ -98,6 +99,7 @@ class EPSABlock(nn.Module):
         self.bn3 = nn.BatchNorm2d(planes)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Run the bottleneck and add the identity."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = F.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
@@ -122,6 +124,7 @@ class FAM(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        """Apply the two residual MLPs on the tokens, then the neck."""
         x = x.permute(0, 2, 3, 1)
         x = x + self.mlp1(x)
         x = x + self.mlp2(x)
@@ -156,6 +159,7 @@ class CFFM(nn.Module):
         )
 
     def forward(self, features: Sequence[Tensor]) -> list[Tensor]:
+        """Adapt each of the four levels (FAM), then fuse them through the FCFS stages."""
         if len(features) != 4:
             raise ValueError(f'CFFM expects 4 feature levels, got {len(features)}')
         a = [self.fam[i if len(self.fam) > 1 else 0](f) for i, f in enumerate(features)]
@@ -195,6 +199,7 @@ class ASPP(nn.Module):
         self.conv_cat = _conv_bn_relu(out_channels * 5, out_channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Concatenate the four convolution branches and the pooled branch, then project them (1x1)."""
         h, w = x.shape[-2:]
         pooled = self.branch5_conv(x.mean(dim=(2, 3), keepdim=True))
         bn = self.branch5_bn
@@ -222,6 +227,7 @@ class BottleneckASPP(nn.Module):
         self.bn2 = nn.BatchNorm2d(channels)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Reduce, apply ASPP, expand, and add the identity."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.aspp(out)
         out = F.relu(self.bn2(self.conv2(out)))
@@ -245,6 +251,7 @@ class AttentionGate(nn.Module):
         self.psi = nn.Sequential(nn.Conv2d(inter_channels, 1, 1, bias=True), nn.BatchNorm2d(1), nn.Sigmoid())
 
     def forward(self, g: Tensor, x: Tensor) -> Tensor:
+        """Gate ``x`` by attention weights computed from ``g`` and ``x``."""
         psi = self.psi(F.relu(self.g_proj(g) + self.x_proj(x)))
         return x * psi
 
@@ -271,6 +278,7 @@ class SFE(nn.Module):
         self.gate = AttentionGate(deep_channels, channels, channels)
 
     def forward(self, image: Tensor, deep: Tensor) -> Tensor:
+        """Extract shallow features from ``image`` and gate them with the deep features."""
         shallow = self.down(image)
         return self.gate(deep, shallow)
 
@@ -303,6 +311,7 @@ class CFFD(nn.Module):
         )
 
     def forward(self, features: Sequence[Tensor], image: Tensor) -> Tensor:
+        """Fuse the features, add the gated shallow features of ``image``, predict logits at 4x the features' size."""
         fused = self.cffm(features)
         deep = self.merge(torch.cat(fused, dim=1))
         h, w = deep.shape[-2:]

@@ -108,6 +108,7 @@ class LawinAttention(nn.Module):
             nn.init.uniform_(self.position_bias, -bound, bound)
 
     def forward(self, query: Tensor, context: Tensor) -> Tensor:
+        """Attend from each query patch to its pooled context (with position mixing when set); added to the query."""
         n, c, ph, pw = context.shape
         h = self.heads
         if self.position_mixing is not None:
@@ -155,6 +156,7 @@ class LawinASPP(nn.Module):
         self.cat = conv_bn_relu(channels * (2 + len(self.ratios)), channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Concatenate the short path, image pooling and per-ratio window attention branches, then project them."""
         b, _, h, w = x.shape
         p = self.patch
         padded = F.pad(x, (0, -w % p, 0, -h % p))
@@ -197,4 +199,5 @@ class LawinHead(nn.Module):
         self.classifier = nn.Sequential(nn.Dropout2d(dropout), nn.Conv2d(channels, num_classes, 1))
 
     def forward(self, x: Tensor) -> Tensor:
+        """Project the input, apply LawinASPP and classify."""
         return self.classifier(self.lawin_aspp(self.fuse(x)))

@@ -28,6 +28,7 @@ class PooledBatchNorm2d(nn.BatchNorm2d):
     """
 
     def forward(self, x: Tensor) -> Tensor:
+        """Batch-normalize ``x``; a single value per channel in training is normalized with the running statistics."""
         if self.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
         return super().forward(x)
@@ -62,6 +63,7 @@ class PyramidPooling(nn.Module):
         self.out_channels = in_channels + len(self.bins) * branch_channels
 
     def forward(self, x: Tensor) -> Tensor:
+        """Concatenate ``x`` with its context pooled at each bin size and upsampled back."""
         size = x.shape[-2:]
         pooled = [
             F.interpolate(stage(F.adaptive_avg_pool2d(x, b)), size=size, mode='bilinear', align_corners=False)
@@ -97,4 +99,5 @@ class PSPHead(nn.Module):
         self.classifier = nn.Sequential(nn.Dropout2d(dropout), nn.Conv2d(channels, num_classes, 1))
 
     def forward(self, x: Tensor) -> Tensor:
+        """Apply pyramid pooling, the bottleneck and the classifier."""
         return self.classifier(self.bottleneck(self.ppm(x)))

@@ -244,8 +244,11 @@ def build_sam_neck(embed_dim: int, out_chans: int = 256) -> nn.Sequential:
 
 
 def sam_neck_filter(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """The neck weights (keys relative to the neck) from an official SAM checkpoint (``image_encoder.neck.*``), or
-    one of this package's models (``neck.*``, ``model.neck.*``); empty when there is none."""
+    """The neck weights (keys relative to the neck) from an official SAM checkpoint or one of this package's models.
+
+    The neck is ``image_encoder.neck.*`` in an official SAM checkpoint, ``neck.*`` or ``model.neck.*`` in this package's
+    models; empty when there is none.
+    """
     for prefix in ('image_encoder.neck.', 'neck.', 'model.neck.', 'encoder.vit.neck.'):
         sub = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
         if sub:

@@ -1,5 +1,7 @@
-"""HPCL-Net (Zhou et al., arXiv 2308.01251), reconstructed from its abstract: optical + DEM fusion in feature space
-on the frozen SAM encoder, with hyper-pixel-wise contrastive learning (momentum encoder, per-class global queues).
+"""HPCL-Net (Zhou et al., arXiv 2308.01251), reconstructed from its abstract.
+
+Optical + DEM fusion in feature space on the frozen SAM encoder, with hyper-pixel-wise contrastive learning (momentum
+encoder, per-class global queues).
 
 One concept per file: :mod:`.terrain` (slope/aspect/hillshade), :mod:`.dem_branch`, :mod:`.fusion`,
 :mod:`.hyperpixel`, :mod:`.contrastive` (queues, EMA, InfoNCE) and :mod:`.model` (``HPCLNet``, registered as

@@ -108,6 +108,7 @@ class ClassQueues(nn.Module):
         self.register_buffer('count', torch.zeros(num_classes, dtype=torch.long))
 
     def extra_repr(self) -> str:
+        """The queues' sizes, for the module's repr."""
         return f'num_classes={self.num_classes}, size={self.size}, dim={self.dim}'
 
     @torch.no_grad()

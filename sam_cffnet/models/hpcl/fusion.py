@@ -48,6 +48,7 @@ class ConcatFusion(nn.Module):
             self.proj.weight[:, :channels, 0, 0] = torch.eye(channels)
 
     def forward(self, optical: Tensor, dem: Tensor) -> Tensor:
+        """Fuse the DEM features into the optical ones: concatenation, then a 1 x 1 projection."""
         return self.proj(torch.cat([optical, dem.to(optical.dtype)], dim=1))
 
 
@@ -71,6 +72,7 @@ class GatedFusion(nn.Module):
             self.value.bias.zero_()
 
     def forward(self, optical: Tensor, dem: Tensor) -> Tensor:
+        """Add the projected DEM features to the optical ones, weighted by a sigmoid gate."""
         dem = dem.to(optical.dtype)
         g = torch.sigmoid(self.gate(torch.cat([optical, dem], dim=1)))
         return optical + g * self.value(dem)

@@ -202,6 +202,7 @@ class HyperPixelizer(nn.Module):
         self.boundary_width = boundary_width
 
     def extra_repr(self) -> str:
+        """The hyper-pixel settings, for the module's repr."""
         return f'mode={self.mode!r}, size={self.size}, label_threshold={self.label_threshold}'
 
     @torch.no_grad()

@@ -1,5 +1,6 @@
-"""HPCL-Net: frozen SAM optical encoder + DEM branch fused in feature space + CFFD decoder, with hyper-pixel-wise
-contrastive learning (Zhou, Peng, Yu, Ge, Xiang, arXiv 2308.01251).
+"""HPCL-Net: frozen SAM optical encoder + DEM branch fused in feature space + CFFD decoder, with contrastive learning.
+
+The contrastive learning is hyper-pixel-wise (Zhou, Peng, Yu, Ge, Xiang, arXiv 2308.01251).
 
 Only the paper's abstract was available; this is a reconstruction from it, on top of this package's SAM-CFFNet
 (the abstract does not name the backbone or the decoder). Every choice below is an argument of :class:`HPCLNet`:
