@@ -182,16 +182,28 @@ def test_weights_only_checkpoint_cannot_resume_a_fit(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ('subcommand', 'case'), [('fit', 'truncated'), ('validate', 'PNG'), ('test', 'empty'), ('predict', 'text'),
-                             ('validate', 'missing'), ('test', '1 KB')]
+    ('subcommand', 'case', 'through'), [('fit', 'truncated', 'cli'), ('predict', 'text', 'cli'),
+                                        ('validate', 'PNG', 'main'), ('test', 'empty', 'main'),
+                                        ('validate', 'missing', 'main'), ('test', '1 KB', 'main')]
 )  # fmt: skip
 def test_bad_ckpt_path_is_one_line_before_any_run_folder(
-    subcommand: str, case: str, fake_roots: dict[str, Path], tmp_path: Path
-) -> None:
+    subcommand: str, case: str, through: str, fake_roots: dict[str, Path], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Two cases through ``python -m sam_cffnet`` (exit 2, one line), the rest through the same entry in-process."""
+    from sam_cffnet.cli import main
+    from sam_cffnet.errors import SAMCFFNetError
+
     path, said = _bad_files(tmp_path / 'files')[case]
     extra = ['--prediction_writer.output_dir', str(tmp_path / 'preds')] if subcommand == 'predict' else []
-    run = run_cli(*bijie_args(subcommand, fake_roots['bijie'], '--ckpt_path', str(path), *extra), cwd=tmp_path)
-    one_line_exit_2(run, str(path), said)
+    args = bijie_args(subcommand, fake_roots['bijie'], '--ckpt_path', str(path), *extra)
+    if through == 'cli':
+        one_line_exit_2(run_cli(*args, cwd=tmp_path), str(path), said)
+    else:
+        monkeypatch.chdir(tmp_path)  # the recipe logs to runs/ of the working folder
+        with pytest.raises(SAMCFFNetError) as info:
+            main(args)
+        assert str(path) in str(info.value) and said in str(info.value) and '\n' not in str(info.value)
     assert not (tmp_path / 'runs').exists() and not (tmp_path / 'preds').exists()
 
 

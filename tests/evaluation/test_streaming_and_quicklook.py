@@ -21,6 +21,8 @@ from PIL import Image
 from test_user_errors import assert_user_error, run_cli
 
 from evaluation.test_objects import CRS, REFERENCE, TRANSFORM, _write_map, _write_reference
+from sam_cffnet.cli import main
+from sam_cffnet.errors import SAMCFFNetError
 from sam_cffnet.evaluation import EvaluateParams, evaluate
 
 
@@ -88,9 +90,9 @@ def test_peak_memory_is_flat_when_the_scene_grows_16x(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- refusals
-def test_inputs_that_cannot_be_compared_are_one_line_exit_2(tmp_path: Path) -> None:
-    """Through the CLI: two rasters without a CRS of different sizes; a raster without a CRS and polygons in one;
-    an empty inventory. Nothing is written."""
+def test_inputs_that_cannot_be_compared_are_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two rasters without a CRS of different sizes (through ``python -m sam_cffnet``); a raster without a CRS and
+    polygons in one, an empty inventory (through the same entry in-process). Nothing is written."""
     a = np.zeros((60, 80), np.uint8)
     a[10:30, 10:30] = 1
     Image.fromarray(a).save(tmp_path / 'map.png')
@@ -103,8 +105,13 @@ def test_inputs_that_cannot_be_compared_are_one_line_exit_2(tmp_path: Path) -> N
         (['--reference', 'utm.gpkg'], ['map.png has no CRS', 'utm.gpkg is in EPSG:32648']),
         (['--reference', 'empty.gpkg'], ['empty.gpkg', 'empty inventory']),
     ]
-    for args, named in cases:
-        assert_user_error(run_cli('evaluate', '--input', 'map.png', *args, *out, cwd=tmp_path), *named)
+    (args, named), *rest = cases
+    assert_user_error(run_cli('evaluate', '--input', 'map.png', *args, *out, cwd=tmp_path), *named)
+    monkeypatch.chdir(tmp_path)
+    for args, named in rest:  # the same entry, in-process
+        with pytest.raises(SAMCFFNetError) as info:
+            main(['evaluate', '--input', 'map.png', *args, *out])
+        assert all(text in str(info.value) for text in named) and '\n' not in str(info.value), str(info.value)
     assert not (tmp_path / 'out').exists()
 
 

@@ -7,10 +7,13 @@ import inspect
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from test_user_errors import assert_user_error, run_cli
 
+from sam_cffnet.cli import main
+from sam_cffnet.errors import ConfigError
 from sam_cffnet.features import FeatureCache
 from sam_cffnet.models.encoders.sam import SAMEncoder
 
@@ -60,6 +63,11 @@ def test_mistakes_are_one_line_before_any_work(tmp_path: Path) -> None:
         'for --images only': ['--config', 'demo.yaml', *TINY, *out],
         'unknown arguments': ['--images', str(images), *TINY, '--model.init_args.lr', '1', *out],
     }
-    for named, args in cases.items():
-        assert_user_error(run_cli('extract-features', *args, cwd=tmp_path), named)
+    # one through the command line (exit 2, one line, no traceback); the others through the same entry in-process
+    first, *rest = cases.items()
+    assert_user_error(run_cli('extract-features', *first[1], cwd=tmp_path), first[0])
+    for named, args in rest:
+        with pytest.raises(ConfigError) as info:
+            main(['extract-features', *args])
+        assert named in str(info.value) and '\n' not in str(info.value), (named, str(info.value))
     assert not (tmp_path / 'out').exists()
