@@ -17,6 +17,7 @@ import torch
 from conftest import model_flags
 from PIL import Image
 
+from sam_cffnet.cli import main
 from sam_cffnet.errors import CheckpointError, ConfigError, OutputExistsError, SAMCFFNetError
 
 TINY_SAM = {'variant': 'vit_tiny', 'input_size': None, 'sam_checkpoint': None}
@@ -105,8 +106,9 @@ def test_feature_extraction_input_mistakes(tmp_path: Path) -> None:
     folder = tmp_path / 'tiles'
     folder.mkdir()
     (folder / 'a.png').write_bytes(b'\x89PNG\r\n\x1a\n not really a png')
-    line = assert_user_error(run_cli(*args, '--images', str(folder), cwd=tmp_path), str(folder / 'a.png'))
-    assert 'cannot read the image' in line
+    with pytest.raises(SAMCFFNetError) as info:  # the same entry, in-process
+        main([*args, '--images', str(folder)])
+    assert str(folder / 'a.png') in str(info.value) and 'cannot read the image' in str(info.value)
     assert not (tmp_path / 'feats').exists()  # refused before any work
 
 

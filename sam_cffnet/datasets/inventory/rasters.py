@@ -95,7 +95,7 @@ class DemRaster(SceneRaster):
         super().__init__(paths, crs, res, all_bands=('dem',), resampling=resampling, cache=cache)
 
     def __getitem__(self, query: Any) -> dict[str, Any]:
-        """Torchgeo's sample with ``image`` renamed ``dem``: float32 ``(1, T, T)`` elevations."""
+        """The torchgeo sample with ``image`` renamed ``dem``: float32 ``(1, T, T)`` elevations."""
         sample = super().__getitem__(query)
         sample['dem'] = sample.pop('image')
         return sample

@@ -41,7 +41,7 @@ class InventoryTiles(Dataset[dict[str, Tensor]]):
         return len(self.positions)
 
     def geoslice(self, index: int) -> tuple[slice, slice]:
-        """Torchgeo query of tile ``index``."""
+        """The torchgeo query of tile ``index``."""
         r, c = self.positions[index]
         return self.grid.geoslice(int(r), int(c), self.tile_size, self.tile_size)
 
