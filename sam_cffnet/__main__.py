@@ -6,12 +6,20 @@ goes to :func:`sam_cffnet.cli.main`.
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def main() -> int:
-    """Run the command line; returns the exit status."""
-    argv = sys.argv[1:]
+    """Run the command line; returns the exit status (output piped into ``head`` ends quietly)."""
+    try:
+        return _main(sys.argv[1:])
+    except BrokenPipeError:  # the reader went away (``| head``): stop without a traceback, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] in (['--version'], ['-V']):
         from . import __version__
 

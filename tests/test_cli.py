@@ -414,3 +414,10 @@ def test_map_typo_is_one_line_not_its_usage(tmp_path: Path) -> None:
                          text=True, env=env, cwd=tmp_path, timeout=300)  # fmt: skip
     assert run.returncode == 2 and 'usage' not in run.stderr, run.stderr[-2000:]
     assert run.stderr.splitlines()[0].startswith('sam_cffnet: error: unknown option --inptu; did you mean --input?')
+
+
+def test_output_piped_into_a_reader_that_stops_ends_quietly() -> None:
+    """``python -m sam_cffnet configs | head -1`` printed a BrokenPipeError traceback."""
+    run = subprocess.run(f'"{sys.executable}" -m sam_cffnet configs | true', shell=True, capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert 'Traceback' not in run.stderr and 'BrokenPipeError' not in run.stderr, run.stderr
