@@ -72,7 +72,9 @@ def bijie_args(command: str, root: Path, *extra: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- code in files
-def test_fit_resume_never_unpickles_a_planted_last_checkpoint(fake_roots: dict[str, Path], tmp_path: Path) -> None:
+def test_fit_resume_never_unpickles_a_planted_last_checkpoint(
+    fake_roots: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``fit --ckpt_path last --weights_only false`` used to load a planted ``last.ckpt`` with full unpickling."""
     marker = tmp_path / 'PWNED'
     dirpath = tmp_path / 'ck'
@@ -84,11 +86,15 @@ def test_fit_resume_never_unpickles_a_planted_last_checkpoint(fake_roots: dict[s
     one_line_exit_2(run_cli(*args, cwd=tmp_path), str(dirpath / 'last.ckpt'), 'holds Python code', 'posix.system')
     assert not marker.exists()
     assert not (tmp_path / 'runs').exists()
-    # the same in a config file
+    # the same in a config file (the same entry, in-process)
+    from sam_cffnet.cli import main
+
     config = tmp_path / 'resume.yaml'
     config.write_text('ckpt_path: last\nweights_only: false\n')
-    one_line_exit_2(run_cli(*args, '--config', str(config), cwd=tmp_path), 'weights_only')
-    assert not marker.exists()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match='--weights_only false is refused'):
+        main([*args, '--config', str(config)])
+    assert not marker.exists() and not (tmp_path / 'runs').exists()
 
 
 def test_map_and_export_call_a_planted_checkpoint_code_not_corrupt(tmp_path: Path) -> None:
