@@ -176,6 +176,7 @@ class SAMCFFNetCLI(LightningCLI):
         except JSONArgparseError as err:
             command = args[0] if isinstance(args, list) and args and not str(args[0]).startswith('-') else 'fit'
             raise ConfigError(argument_error_line(err, parser, f'{PROG} {command}')) from None
+        self._run_checkpoint: dict[str, Any] | None = None
         subcommand = self.config.get('subcommand')
         if not subcommand:
             return
@@ -187,23 +188,34 @@ class SAMCFFNetCLI(LightningCLI):
                 'checkpoint that needs more holds code that would run on loading)'
             )
         cfg['weights_only'] = True
-        ckpt_path = args_ckpt = cfg.get('ckpt_path')
+        ckpt_path = cfg.get('ckpt_path')
         if ckpt_path == 'last':
-            found = resolve_last_checkpoint(cfg)
-            if found is None and subcommand != 'fit':
-                raise MissingFileError(
-                    f"{subcommand} --ckpt_path last: no last.ckpt of this config's runs was found; give the "
-                    f"checkpoint's path"
-                )
-            cfg['ckpt_path'] = ckpt_path = found
-            if found and subcommand == 'fit':  # the run folder holds config.yaml: keep it, write this one beside it
-                count = len(list(Path(found).parent.parent.glob('config*.yaml')))
-                self.save_config_kwargs = {**self.save_config_kwargs, 'config_filename': f'config.resume{count}.yaml'}
-        if ckpt_path and '://' not in str(ckpt_path):
+            self._run_checkpoint = self._resolve_last(cfg, subcommand)
+        elif ckpt_path and '://' not in str(ckpt_path):
             self._run_checkpoint = check_run_checkpoint(ckpt_path, subcommand)
-        if subcommand == 'fit' and cfg.get('ckpt_path') != args_ckpt:  # 'last', resolved (and checked) above
-            rank_zero_info(f'resuming from {ckpt_path}' if ckpt_path else 'ckpt_path=last: no checkpoint yet, '
-                           'starting afresh')  # fmt: skip
+
+    def _resolve_last(self, cfg: Any, subcommand: str) -> dict[str, Any] | None:
+        """``--ckpt_path last`` -> the run's ``last.ckpt`` (``None`` for a fresh ``fit``), checked like any path.
+
+        Returns:
+            What :func:`check_run_checkpoint` found in it, or ``None`` when there is none yet.
+        """
+        found = resolve_last_checkpoint(cfg)
+        if found is None and subcommand != 'fit':
+            raise MissingFileError(
+                f"{subcommand} --ckpt_path last: no last.ckpt of this config's runs was found; give the checkpoint's "
+                f'path'
+            )
+        cfg['ckpt_path'] = found
+        if found is None:
+            rank_zero_info('ckpt_path=last: no checkpoint yet, starting afresh')
+            return None
+        saved = check_run_checkpoint(found, subcommand)  # before saying "resuming"
+        if subcommand == 'fit':  # the run folder holds config.yaml: keep it, write this one beside it
+            count = len(list(Path(found).parent.parent.glob('config*.yaml')))
+            self.save_config_kwargs = {**self.save_config_kwargs, 'config_filename': f'config.resume{count}.yaml'}
+            rank_zero_info(f'resuming from {found}')
+        return saved
 
     def before_instantiate_classes(self) -> None:
         """Fail fast, before anything is built, on paths that do not exist and outputs that would be replaced."""
@@ -223,7 +235,7 @@ class SAMCFFNetCLI(LightningCLI):
 
     def after_instantiate_classes(self) -> None:
         """Refuse a checkpoint trained on another number of bands than the data delivers (before any data is read)."""
-        saved = getattr(self, '_run_checkpoint', None)
+        saved = self._run_checkpoint
         if saved is not None and self.datamodule is not None:
             check_checkpoint_bands(
                 saved, getattr(self.datamodule, 'num_channels', None), self._get(self.config, 'ckpt_path')
