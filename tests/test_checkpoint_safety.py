@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 import torch
 from conftest import model_flags
 from PIL import Image
+from test_user_errors import assert_user_error, run_cli
 
 from sam_cffnet.errors import CheckpointError, ConfigError, MissingFileError
 
@@ -41,24 +41,12 @@ def plant(path: Path, marker: Path) -> Path:
     return path
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != 'SAM_CFFNET_TRACEBACK'}
-    env.update(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
-    return subprocess.run(
-        [sys.executable, '-m', 'sam_cffnet', *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
-    )
-
-
 def one_line_exit_2(run: subprocess.CompletedProcess[str], *named: str) -> str:
-    """Exit 2, no traceback, no usage, a single ``sam_cffnet: error:`` line naming ``named``."""
-    assert run.returncode == 2, run.stderr[-3000:]
-    assert 'Traceback' not in run.stderr and 'usage:' not in run.stderr, run.stderr[-3000:]
-    lines = [line for line in run.stderr.splitlines() if line.startswith('sam_cffnet: error: ')]
-    assert len(lines) == 1, run.stderr[-3000:]
-    for text in named:
-        assert text in lines[0], lines[0]
+    """:func:`test_user_errors.assert_user_error`, and no usage and none of torch's advice to load unsafely."""
+    line = assert_user_error(run, *named)
+    assert 'usage:' not in run.stderr, run.stderr[-3000:]
     assert 'will likely succeed' not in run.stderr and 'weights_only set to False' not in run.stderr
-    return lines[0]
+    return line
 
 
 def bijie_args(command: str, root: Path, *extra: str) -> list[str]:
