@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+import cli_process
 import geopandas as gpd
 import numpy as np
 import pytest
@@ -122,8 +121,7 @@ def test_bad_input_is_one_line_before_training(data: dict[str, Any], tmp_path: P
     args[args.index('--data.init_args.labels') + 1] = str(lines)
     env = {**os.environ, 'PYTHONPATH': str(Path(__file__).resolve().parents[1])}
     env.pop('SAM_CFFNET_TRACEBACK', None)
-    result = subprocess.run([sys.executable, '-m', 'sam_cffnet', 'fit', *args], capture_output=True, text=True,
-                            env=env, timeout=600)  # fmt: skip
+    result = cli_process.run(['fit', *args], cwd=tmp_path, env=env, timeout=600)
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith('sam_cffnet: error:')]
     assert len(errors) == 1 and 'roads.geojson' in errors[0] and 'not polygons (1 LineString' in errors[0]

@@ -8,11 +8,10 @@ definition). Both used to end as ``polygons span x nan..nan``.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+import cli_process
 import pytest
 import shapely
 from conftest import load_fake_data_generator, model_flags
@@ -40,8 +39,7 @@ def fit_error(data: dict[str, Any], labels: Path, tmp_path: Path) -> str:
     ]  # fmt: skip
     env = {**os.environ, 'PYTHONPATH': str(REPO)}
     env.pop('SAM_CFFNET_TRACEBACK', None)
-    result = subprocess.run([sys.executable, '-m', 'sam_cffnet', *args], capture_output=True, text=True, env=env,
-                            cwd=REPO, timeout=600)  # fmt: skip
+    result = cli_process.run(args, cwd=REPO, env=env, timeout=600)
     assert result.returncode == 2, result.stderr[-2000:]
     assert 'Traceback' not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith('sam_cffnet: error:')]

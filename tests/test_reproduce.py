@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cli_process
 import pytest
 
 from sam_cffnet import cli, reproduce
@@ -170,11 +171,8 @@ def test_a_run_folder_is_not_reused_for_other_data(tmp_path: Path) -> None:
 
 def test_command_line_reports_bad_input_in_one_line(tmp_path: Path) -> None:
     env = {**os.environ, 'PYTHONPATH': str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.run(
-        [sys.executable, '-m', 'sam_cffnet', 'reproduce', '--bijie', str(tmp_path / 'missing'), '--dry-run',
-         '--output', str(tmp_path / 'out')],
-        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
-    )  # fmt: skip
+    proc = cli_process.run(['reproduce', '--bijie', str(tmp_path / 'missing'), '--dry-run', '--output',
+                            str(tmp_path / 'out')], cwd=tmp_path, env=env, timeout=300)  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.startswith('sam_cffnet: error: --bijie: ') and 'Traceback' not in proc.stderr
     assert not (tmp_path / 'out' / 'sam_cffnet_bijie').exists()

@@ -7,9 +7,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
+import cli_process
 import pytest
 import torch
 
@@ -33,10 +33,10 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _fit(root: Path, cwd: Path, epochs: int) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, '-m', 'sam_cffnet', 'fit', '--config', 'demo.yaml', '--data.init_args.root', str(root),
-           *TINY, '--trainer.max_epochs', str(epochs), '--ckpt_path', 'last']  # fmt: skip
+    cmd = ['fit', '--config', 'demo.yaml', '--data.init_args.root', str(root), *TINY, '--trainer.max_epochs',
+           str(epochs), '--ckpt_path', 'last']  # fmt: skip
     env = {**{k: v for k, v in os.environ.items() if k != 'SAM_CFFNET_TRACEBACK'}, 'OMP_NUM_THREADS': '1'}
-    run = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    run = cli_process.run(cmd, cwd=cwd, env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     return run
 

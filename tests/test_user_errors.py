@@ -1,6 +1,6 @@
 """A user's mistake ends with one line naming the file or setting (exit 2); a bug shows its traceback (exit 1).
 
-Every command runs as a user runs it: ``python -m sam_cffnet ...`` in a subprocess.
+Every command runs as a user runs it: ``python -m sam_cffnet ...`` in a process of its own (tests/cli_process.py).
 """
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
+import cli_process
 import numpy as np
 import pytest
 import torch
@@ -24,12 +24,10 @@ TINY_SAM = {'variant': 'vit_tiny', 'input_size': None, 'sam_checkpoint': None}
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``python -m sam_cffnet *args`` (one thread, no traceback switch), its output captured."""
+    """``python -m sam_cffnet *args`` in a child process (one thread, no traceback switch), its output captured."""
     env = {k: v for k, v in os.environ.items() if k != 'SAM_CFFNET_TRACEBACK'}
     env.update(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
-    return subprocess.run(
-        [sys.executable, '-m', 'sam_cffnet', *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
-    )
+    return cli_process.run(args, cwd=cwd, env=env, timeout=600)
 
 
 def assert_user_error(run: subprocess.CompletedProcess[str], *named: str) -> str:
