@@ -15,6 +15,8 @@ from sam_cffnet import cli, reproduce
 from sam_cffnet.errors import ConfigError, MissingFileError, OutputExistsError
 
 QUIET = ['--trainer.enable_progress_bar', 'false', '--trainer.enable_model_summary', 'false']
+#: What ``python -m sam_cffnet reproduce`` hands :func:`reproduce.main` (its runs and option checks in-process).
+AS_THE_CLI = {'run_cli': cli.main, 'check_cli': cli.parse_config}
 
 
 def table(out: Path) -> list[dict[str, str]]:
@@ -34,7 +36,7 @@ def fit_val_metrics(run_dir: Path) -> dict[int, dict[str, float]]:
 
 def test_dry_run_trains_evaluates_and_writes_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / 'repro'
-    assert reproduce.main(['--dry-run', '--output', str(out), *QUIET], run_cli=cli.main) == 0
+    assert reproduce.main(['--dry-run', '--output', str(out), *QUIET], **AS_THE_CLI) == 0
     printed = capsys.readouterr().out
     assert 'DRY RUN' in printed and '| sam_cffnet_gvlm | val (selection) |' in printed
     rows = table(out)
@@ -68,14 +70,14 @@ def test_dry_run_trains_evaluates_and_writes_the_table(tmp_path: Path, capsys: p
 
     # the same command again: every run is done, nothing is trained, the table is the same
     before = (out / 'reproduce.csv').read_text()
-    assert reproduce.main(['--dry-run', '--output', str(out), *QUIET], run_cli=cli.main) == 0
+    assert reproduce.main(['--dry-run', '--output', str(out), *QUIET], **AS_THE_CLI) == 0
     assert printed.count('fit reference') == 3 and capsys.readouterr().out.count('skipped') == 3
     assert (out / 'reproduce.csv').read_text() == before
 
     # an interrupted run (no result yet) resumes from its last.ckpt: only the missing epoch is trained
     (out / 'sam_cffnet_gvlm' / 'result.json').unlink()
     assert reproduce.main(['--dry-run', '--output', str(out), '--trainer.max_epochs', '2', *QUIET],
-                          run_cli=cli.main) == 0  # fmt: skip
+                          **AS_THE_CLI) == 0  # fmt: skip
     printed = capsys.readouterr().out
     assert 'sam_cffnet_gvlm: fit reference/sam_cffnet_gvlm.yaml' in printed and 'resuming from its last.ckpt' in printed
     gvlm = next(r for r in table(out) if r['run'] == 'sam_cffnet_gvlm')
