@@ -8,10 +8,10 @@ import csv
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+import cli_process
 import pytest
 import torch
 
@@ -38,9 +38,9 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _command(root: Path, epochs: int, *extra: str) -> list[str]:
-    return [sys.executable, '-m', 'sam_cffnet', 'fit', '--config', 'hpcl_demo.yaml',
-            '--data.init_args.root', str(root), *TINY_HPCL, '--trainer.max_epochs', str(epochs),
-            '--ckpt_path', 'last', *extra]  # fmt: skip
+    """The ``fit`` command line (after ``python -m sam_cffnet``)."""
+    return ['fit', '--config', 'hpcl_demo.yaml', '--data.init_args.root', str(root), *TINY_HPCL,
+            '--trainer.max_epochs', str(epochs), '--ckpt_path', 'last', *extra]  # fmt: skip
 
 
 def _env() -> dict[str, str]:
@@ -62,13 +62,13 @@ def test_stopped_and_resumed_run_ends_with_the_uninterrupted_weights(demo_root: 
     epochs = 5
     whole, split = tmp_path / 'whole', tmp_path / 'split'
     whole.mkdir(), split.mkdir()
-    run = subprocess.run(_command(demo_root, epochs), cwd=whole, env=_env(), capture_output=True, text=True,
-                         timeout=900)  # fmt: skip
+    run = cli_process.run(_command(demo_root, epochs), cwd=whole, env=_env(), timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
 
-    # the same command, stopped by SIGTERM (as a scheduler does) once two epochs are complete
-    proc = subprocess.Popen(_command(demo_root, epochs), cwd=split, env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    # the same command, stopped by SIGTERM (as a scheduler does) once two epochs are complete (a fresh interpreter:
+    # the signal is what is tested)
+    proc = subprocess.Popen([*cli_process.PYTHON_M, *_command(demo_root, epochs)], cwd=split, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and proc.poll() is None:
         found = list(split.glob('runs/hpcl_demo/version_*/checkpoints/last.ckpt'))
@@ -83,8 +83,7 @@ def test_stopped_and_resumed_run_ends_with_the_uninterrupted_weights(demo_root: 
     assert 1 <= stopped_at < epochs - 1  # really interrupted: the rest of the run is still to do
 
     # ... and rerun unchanged: it continues from last.ckpt in the same version folder
-    resumed = subprocess.run(_command(demo_root, epochs), cwd=split, env=_env(), capture_output=True, text=True,
-                             timeout=900)  # fmt: skip
+    resumed = cli_process.run(_command(demo_root, epochs), cwd=split, env=_env(), timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert 'resuming from' in resumed.stderr + resumed.stdout
     assert len(list(split.glob('runs/hpcl_demo/version_*'))) == 1  # same logs and checkpoints folder
@@ -120,7 +119,7 @@ def test_last_ckpt_is_the_last_epoch_even_when_the_best_is_earlier(demo_root: Pa
     """Monitoring ``epoch`` in 'min' mode keeps the best checkpoint at epoch 0 whatever the training does; Lightning
     2.6's own ``save_last`` would then leave last.ckpt at epoch 0 too (it only refreshes it with a new best)."""
     cmd = _command(demo_root, 3, '--checkpoint.monitor', 'epoch', '--checkpoint.mode', 'min')
-    run = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=900)
+    run = cli_process.run(cmd, cwd=tmp_path, env=_env(), timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     last = torch.load(_last(tmp_path), map_location='cpu', weights_only=True)
     assert last['epoch'] == 2 and last['global_step'] == 3 * 3  # 6 training chips / batch 2 = 3 steps per epoch
