@@ -148,8 +148,8 @@ def _serve(address: str) -> None:
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(address + '.tmp')
-    os.rename(address + '.tmp', address)  # clients connect only once it listens
     server.listen(8)
+    os.rename(address + '.tmp', address)  # the address appears once it listens
     server.settimeout(2)
     parent = os.getppid()
     while True:
