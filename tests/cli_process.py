@@ -156,7 +156,9 @@ def _serve(address: str) -> None:
         try:
             connection, _ = server.accept()
         except TimeoutError:
-            if os.getppid() != parent:  # the test process died without stopping us (killed): go too
+            if os.getppid() != parent:  # the test process died without stopping us (killed): go too, tidily
+                Path(address).unlink(missing_ok=True)
+                Path(address).parent.rmdir()
                 os._exit(0)
             continue
         connection.settimeout(None)
