@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -34,6 +35,11 @@ _THREAD_VARIABLES = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS')
 #: The command line the runs stand for (what the error messages and ``CompletedProcess.args`` show).
 PYTHON_M = [sys.executable, '-m', 'sam_cffnet']
 _FRESH = os.environ.get('SAM_CFFNET_TESTS_FRESH_PYTHON', '') not in ('', '0') or not hasattr(os, 'fork')
+
+
+def user_env(**extra: str) -> dict[str, str]:
+    """This process's environment as a user's shell has it (no ``SAM_CFFNET_TRACEBACK``), plus ``extra``."""
+    return {**{k: v for k, v in os.environ.items() if k != 'SAM_CFFNET_TRACEBACK'}, **extra}
 
 
 def run(
@@ -100,7 +106,7 @@ class _Zygote:
                 try:
                     line = replies.readline()
                 except TimeoutError:
-                    os.kill(pid, signal.SIGKILL)
+                    os.killpg(pid, signal.SIGKILL)  # the run and its data-loader workers (its own session)
                     raise subprocess.TimeoutExpired([*PYTHON_M, *args], timeout, _read(out), _read(err)) from None
             if not line:
                 raise RuntimeError('the command-line zygote went away during a run')
@@ -113,9 +119,7 @@ class _Zygote:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-        for path in sorted(self.folder.rglob('*'), reverse=True):
-            path.unlink() if not path.is_dir() else path.rmdir()
-        self.folder.rmdir()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _read(path: Path) -> str:

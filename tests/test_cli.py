@@ -205,7 +205,7 @@ def test_command_line_reports_bad_input_without_traceback(tmp_path: Path) -> Non
     """From the shell, a missing file is one line naming it (exit 2); SAM_CFFNET_TRACEBACK=1 shows where."""
     command = ['map', '--checkpoint', str(tmp_path / 'missing.ckpt')]
     command += ['--input', str(tmp_path / 'scene.tif'), '--output', str(tmp_path / 'map.tif')]
-    env = {k: v for k, v in os.environ.items() if k != 'SAM_CFFNET_TRACEBACK'}
+    env = cli_process.user_env()
     run = cli_process.run(command, cwd=tmp_path, env=env, timeout=120)
     assert run.returncode == 2, run.stderr
     assert 'sam_cffnet: error:' in run.stderr and 'missing.ckpt' in run.stderr
@@ -288,7 +288,7 @@ def test_null_on_the_command_line_means_none(fake_roots: dict[str, Path], tmp_pa
 def test_mistakes_are_refused_before_any_work(fake_roots: dict[str, Path], tmp_path: Path) -> None:
     """A mistyped recipe points to the list of recipes without 70 lines of usage; abbreviated options are refused; an
     existing prediction folder is refused before the model is built (no logger folder left behind)."""
-    env = {k: v for k, v in os.environ.items() if k != 'SAM_CFFNET_TRACEBACK'}
+    env = cli_process.user_env()
     run = cli_process.run(['fit', '--config', 'bijee.yaml'], cwd=tmp_path, env=env, timeout=120)
     assert run.returncode == 2 and 'python -m sam_cffnet configs' in run.stderr
     assert len(run.stderr.strip().splitlines()) <= 2 and 'usage' not in run.stderr
@@ -334,7 +334,7 @@ def test_torchgeo_denormalization_and_rgb_bands() -> None:
 
 def test_a_user_error_raised_while_building_the_datamodule_is_one_line(fake_roots: dict[str, Path]) -> None:
     """jsonargparse wraps exceptions raised in a class's constructor: the CLI still reports the user's mistake."""
-    env = {k: v for k, v in os.environ.items() if k != 'SAM_CFFNET_TRACEBACK'}
+    env = cli_process.user_env()
     command = ['fit', '--config', 'gvlm.yaml', '--data.init_args.root', str(fake_roots['gvlm']),
                '--data.init_args.train_sites', '[a]', *model_flags(TINY_MODEL)]  # fmt: skip
     run = cli_process.run(command, cwd=os.getcwd(), env=env, timeout=300)
@@ -361,7 +361,7 @@ def test_version_and_recipe_list_import_neither_torch_nor_lightning(command: lis
 
 def test_an_option_typo_is_one_line_with_the_name_meant(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A typo used to print 97 lines of usage with the useful line buried, under ``__main__.py``."""
-    env = {k: v for k, v in os.environ.items() if k != 'SAM_CFFNET_TRACEBACK'}
+    env = cli_process.user_env()
     run = cli_process.run(['fit', '--config', 'demo.yaml', '--data.init_args.tile_sise', '64'], cwd=tmp_path, env=env,
                           timeout=300)  # fmt: skip
     assert run.returncode == 2
@@ -410,7 +410,7 @@ def test_every_tool_parses_with_one_parser_and_names_a_typo(argv: list[str], mea
 
 
 def test_map_typo_is_one_line_not_its_usage(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != 'SAM_CFFNET_TRACEBACK'}
+    env = cli_process.user_env()
     run = cli_process.run(['map', '--inptu', 'x.tif'], cwd=tmp_path, env=env, timeout=300)
     assert run.returncode == 2 and 'usage' not in run.stderr, run.stderr[-2000:]
     assert run.stderr.splitlines()[0].startswith('sam_cffnet: error: unknown option --inptu; did you mean --input?')

@@ -34,7 +34,7 @@ def test_a_forked_run_trains_the_same_weights_as_a_fresh_interpreter(tmp_path: P
     interpreter does at start (torch was imported before the run's environment existed)."""
     root = tmp_path / 'bijie'
     make_demo_bijie(root, num_landslide=4, num_non_landslide=2, size_range=(32, 40))
-    env = {**{k: v for k, v in os.environ.items() if k != 'SAM_CFFNET_TRACEBACK'}, 'OMP_NUM_THREADS': '1'}
+    env = cli_process.user_env(OMP_NUM_THREADS='1')
     args = ['fit', '--config', 'demo.yaml', '--data.init_args.root', str(root), *TINY, '--trainer.max_epochs', '1']
     runs = _both(args, tmp_path, env)
     weights = {}

@@ -5,7 +5,6 @@ scheduler, best-model tracking), through the real command line in subprocesses."
 from __future__ import annotations
 
 import csv
-import os
 import signal
 import subprocess
 import time
@@ -44,8 +43,7 @@ def _command(root: Path, epochs: int, *extra: str) -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != 'SAM_CFFNET_TRACEBACK'}
-    return {**env, 'OMP_NUM_THREADS': '1', 'PYTHONHASHSEED': '0'}
+    return cli_process.user_env(OMP_NUM_THREADS='1', PYTHONHASHSEED='0')
 
 
 def _last(run_dir: Path) -> Path:

@@ -4,7 +4,6 @@ file per best epoch (no ``best-...-v1.ckpt`` beside ``best-....ckpt``), and chec
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -35,7 +34,7 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _fit(root: Path, cwd: Path, epochs: int) -> subprocess.CompletedProcess[str]:
     cmd = ['fit', '--config', 'demo.yaml', '--data.init_args.root', str(root), *TINY, '--trainer.max_epochs',
            str(epochs), '--ckpt_path', 'last']  # fmt: skip
-    env = {**{k: v for k, v in os.environ.items() if k != 'SAM_CFFNET_TRACEBACK'}, 'OMP_NUM_THREADS': '1'}
+    env = cli_process.user_env(OMP_NUM_THREADS='1')
     run = cli_process.run(cmd, cwd=cwd, env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     return run

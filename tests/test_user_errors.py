@@ -5,7 +5,6 @@ Every command runs as a user runs it: ``python -m sam_cffnet ...`` in a process 
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -25,8 +24,7 @@ TINY_SAM = {'variant': 'vit_tiny', 'input_size': None, 'sam_checkpoint': None}
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """``python -m sam_cffnet *args`` in a child process (one thread, no traceback switch), its output captured."""
-    env = {k: v for k, v in os.environ.items() if k != 'SAM_CFFNET_TRACEBACK'}
-    env.update(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    env = cli_process.user_env(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
     return cli_process.run(args, cwd=cwd, env=env, timeout=600)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import warnings
@@ -112,11 +111,10 @@ def rgb_preprocessing() -> Preprocessing:
 def run_cli(args: list[str], timeout: float = 300, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """``python -m sam_cffnet <args>`` in a child process (one torch thread per process: reproducible, no
     oversubscription on a shared machine)."""
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONWARNINGS': 'ignore'}
-    env.pop('SAM_CFFNET_TRACEBACK', None)
+    import cli_process  # here, not at the top: worker scripts import this module without tests/ on their path
+
+    env = cli_process.user_env(OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
     if kwargs:  # process settings (preexec_fn): a fresh interpreter
         return subprocess.run([sys.executable, '-m', 'sam_cffnet', *args], capture_output=True, text=True, env=env,
                               cwd=REPO, timeout=timeout, **kwargs)  # fmt: skip
-    import cli_process  # here, not at the top: worker scripts import this module without tests/ on their path
-
     return cli_process.run(args, cwd=REPO, env=env, timeout=timeout)
